@@ -1,0 +1,130 @@
+"""Video files: finding them, reading their metadata, and errors that name the file.
+
+Decoding by timestamps lives in :mod:`lofi.data.sampling`; this module only opens and probes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+#: File extensions looked for when matching video ids to files (lower case, with the dot).
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+class VideoReadError(RuntimeError):
+    """A video could not be opened or decoded; ``path`` names the file and ``reason`` says why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Metadata of a video file's first video stream.
+
+    ``duration_sec`` is the video stream's own duration (not the container's, which may include a longer audio
+    track). ``num_frames`` is the container's frame count, or an estimate from duration × fps when the container
+    does not store it (``num_frames_exact`` tells which). ``fps`` is the average frame rate.
+    """
+
+    path: str
+    duration_sec: float
+    fps: float
+    num_frames: int
+    num_frames_exact: bool
+    width: int
+    height: int
+    codec: str
+    start_sec: float = 0.0
+
+    @property
+    def short_side_px(self) -> int:
+        return min(self.width, self.height)
+
+
+def open_video(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open ``path`` with PyAV, turning every failure into a :class:`VideoReadError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoReadError(path, "file not found")
+    if path.is_dir():
+        raise VideoReadError(path, "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoReadError(path, "file is empty (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoReadError(path, f"not a readable video container ({exc.__class__.__name__}: {exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "has no video stream")
+    return container
+
+
+def _stream_duration_sec(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's metadata without decoding it.
+
+    Raises :class:`VideoReadError` for missing, empty, non-video or unreadable files, and for files whose
+    duration or frame rate cannot be determined.
+    """
+    container = open_video(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or float(rate) <= 0:
+            raise VideoReadError(path, "frame rate unknown")
+        fps = float(Fraction(rate))
+        duration_sec = _stream_duration_sec(container, stream)
+        if duration_sec is None:
+            raise VideoReadError(path, "duration unknown")
+        start_sec = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        exact = bool(stream.frames and stream.frames > 0)
+        num_frames = int(stream.frames) if exact else max(1, round(duration_sec * fps))
+        width = stream.codec_context.width
+        height = stream.codec_context.height
+        if not width or not height:
+            raise VideoReadError(path, "frame size unknown")
+        return VideoInfo(path=str(path), duration_sec=duration_sec, fps=fps, num_frames=num_frames,
+                         num_frames_exact=exact, width=width, height=height, codec=stream.codec_context.name,
+                         start_sec=start_sec)
+    finally:
+        container.close()
+
+
+def find_video_files(videos_dir: str | os.PathLike) -> dict[str, Path]:
+    """Map video ids to files in ``videos_dir`` (searched recursively).
+
+    A file ``v_abc.mp4`` answers to both ``v_abc`` and ``abc`` (ActivityNet files carry a ``v_`` prefix that the
+    JSON ids lack). When two files share a stem, the extension earlier in :data:`VIDEO_EXTENSIONS` wins.
+    """
+    videos_dir = Path(videos_dir)
+    if not videos_dir.is_dir():
+        raise FileNotFoundError(f"{videos_dir}: videos directory not found")
+    rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
+    found: dict[str, Path] = {}
+    for path in sorted(videos_dir.rglob("*")):
+        ext = path.suffix.lower()
+        if ext not in rank or not path.is_file():
+            continue
+        keys = [path.stem]
+        if path.stem.startswith("v_") and len(path.stem) > 2:
+            keys.append(path.stem[2:])
+        for key in keys:
+            if key not in found or rank[ext] < rank[found[key].suffix.lower()]:
+                found[key] = path
+    return found
