@@ -1,0 +1,1 @@
+"""Datasets: annotation formats, validation, video decoding and snippet sampling, the synthetic dataset."""

@@ -84,26 +84,36 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     """
     container = open_video(path)
     try:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate or float(rate) <= 0:
-            raise VideoReadError(path, "frame rate unknown")
-        fps = float(Fraction(rate))
-        duration_sec = _stream_duration_sec(container, stream)
-        if duration_sec is None:
-            raise VideoReadError(path, "duration unknown")
-        start_sec = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        exact = bool(stream.frames and stream.frames > 0)
-        num_frames = int(stream.frames) if exact else max(1, round(duration_sec * fps))
-        width = stream.codec_context.width
-        height = stream.codec_context.height
-        if not width or not height:
-            raise VideoReadError(path, "frame size unknown")
-        return VideoInfo(path=str(path), duration_sec=duration_sec, fps=fps, num_frames=num_frames,
-                         num_frames_exact=exact, width=width, height=height, codec=stream.codec_context.name,
-                         start_sec=start_sec)
+        return probe_container(container, path)
     finally:
         container.close()
+
+
+def probe_container(container: av.container.InputContainer, path: str | os.PathLike) -> VideoInfo:
+    """Read the metadata of an already opened container's first video stream (``path`` is for messages).
+
+    Raises :class:`VideoReadError` like :func:`probe_video`; the container is left open.
+    """
+    if not container.streams.video:
+        raise VideoReadError(path, "has no video stream")
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise VideoReadError(path, "frame rate unknown")
+    fps = float(Fraction(rate))
+    duration_sec = _stream_duration_sec(container, stream)
+    if duration_sec is None:
+        raise VideoReadError(path, "duration unknown")
+    start_sec = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    exact = bool(stream.frames and stream.frames > 0)
+    num_frames = int(stream.frames) if exact else max(1, round(duration_sec * fps))
+    width = stream.codec_context.width
+    height = stream.codec_context.height
+    if not width or not height:
+        raise VideoReadError(path, "frame size unknown")
+    return VideoInfo(path=str(path), duration_sec=duration_sec, fps=fps, num_frames=num_frames,
+                     num_frames_exact=exact, width=width, height=height, codec=stream.codec_context.name,
+                     start_sec=start_sec)
 
 
 def find_video_files(videos_dir: str | os.PathLike) -> dict[str, Path]:

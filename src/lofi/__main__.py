@@ -1,0 +1,5 @@
+import sys
+
+from lofi.cli import main
+
+sys.exit(main())

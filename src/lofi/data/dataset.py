@@ -1,0 +1,134 @@
+"""A map-style dataset of sampled snippets with their ground-truth segments, one item per annotated video.
+
+Bad videos (missing, empty, corrupt, truncated) either raise (``on_error="raise"``) or are skipped: the item is
+None, a warning names the file and the reason, and :func:`collate_skipping_none` drops it from the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal, Sequence, TypedDict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lofi.data.annotations import AnnotationSet, VideoAnnotation
+from lofi.data.sampling import SnippetSpec, sample_snippets
+from lofi.data.video import VideoReadError, find_video_files
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
+
+
+class SnippetItem(TypedDict):
+    """One video: snippets, their times, and the ground truth (times in seconds from the video start)."""
+
+    video_id: str
+    frames: torch.Tensor  # [T, F, 3, H, W] uint8 RGB, channels-last memory (see SampledClip)
+    times_sec: torch.Tensor  # [T, F] float32, requested times
+    duration_sec: float  # of the video file's video stream
+    segments_sec: torch.Tensor  # [N, 2] float32, (start, end)
+    labels: torch.Tensor  # [N] int64, indices into AnnotationSet.classes
+
+
+class SnippetBatch(TypedDict):
+    """Items stacked by :func:`collate_skipping_none`; segments stay per video (their counts differ)."""
+
+    video_id: list[str]
+    frames: torch.Tensor  # [B, T, F, 3, H, W] uint8, channels-last memory
+    times_sec: torch.Tensor  # [B, T, F] float32
+    duration_sec: torch.Tensor  # [B] float32
+    segments_sec: list[torch.Tensor]  # B x [N_b, 2] float32
+    labels: list[torch.Tensor]  # B x [N_b] int64
+
+
+class SnippetDataset(Dataset):
+    """Snippets of every video in ``annotations``, read from files in ``videos_dir`` (matched by video id).
+
+    Random crops are drawn from a generator seeded by ``(seed, epoch, index)``, so an item is the same whichever
+    worker loads it; call :meth:`set_epoch` to draw new crops each epoch. ``skipped`` lists ``(video_id, reason)``
+    for videos skipped in *this* process (DataLoader workers hold their own copies; their warnings are logged).
+    """
+
+    def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, spec: SnippetSpec,
+                 on_error: OnError = "raise", seed: int = 0, threads: int = 1) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.annotations = annotations
+        self.videos_dir = Path(videos_dir)
+        self.spec = spec
+        self.on_error: OnError = on_error
+        self.seed = seed
+        self.threads = threads
+        self.epoch = 0
+        self.video_ids: list[str] = list(annotations.videos)
+        self.skipped: list[tuple[str, str]] = []
+        self._files = find_video_files(self.videos_dir)
+        self._label_to_index = annotations.label_to_index
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def video_path(self, video_id: str) -> Path:
+        """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
+        path = self._files.get(video_id)
+        if path is None:
+            raise VideoReadError(self.videos_dir / video_id,
+                                 f"no video file for id {video_id!r} in {self.videos_dir}")
+        return path
+
+    def __getitem__(self, index: int) -> SnippetItem | None:
+        video_id = self.video_ids[index]
+        try:
+            clip = sample_snippets(self.video_path(video_id), self.spec, generator=self._generator(index),
+                                   threads=self.threads)
+        except VideoReadError as exc:
+            if self.on_error == "raise":
+                raise
+            logger.warning("skipping video %r: %s", video_id, exc)
+            self.skipped.append((video_id, str(exc)))
+            return None
+        segments_sec, labels = self._targets(self.annotations[video_id])
+        return SnippetItem(video_id=video_id, frames=clip.frames,
+                           times_sec=torch.from_numpy(clip.times_sec).float(),
+                           duration_sec=clip.info.duration_sec, segments_sec=segments_sec, labels=labels)
+
+    def _generator(self, index: int) -> torch.Generator | None:
+        if self.spec.crop != "random":
+            return None
+        seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator().manual_seed(int(seed))
+
+    def _targets(self, video: VideoAnnotation) -> tuple[torch.Tensor, torch.Tensor]:
+        segments_sec = torch.tensor([[s.start_sec, s.end_sec] for s in video.segments],
+                                    dtype=torch.float32).reshape(-1, 2)  # [N, 2]
+        labels = torch.tensor([self._label_to_index[s.label] for s in video.segments], dtype=torch.int64)  # [N]
+        return segments_sec, labels
+
+
+def collate_skipping_none(batch: Sequence[SnippetItem | None]) -> SnippetBatch | None:
+    """Drop skipped (None) items and stack the rest; None when nothing is left.
+
+    All items must have the same frame size (set ``short_side_px``/``crop_px`` in the spec).
+    """
+    items = [item for item in batch if item is not None]
+    if not items:
+        return None
+    shapes = {tuple(item["frames"].shape) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(f"cannot batch snippets of different shapes {sorted(shapes)}; "
+                         f"set SnippetSpec.short_side_px/crop_px so that all videos give one size")
+    frames = torch.stack([item["frames"].permute(0, 1, 3, 4, 2) for item in items])  # [B, T, F, H, W, 3]
+    return SnippetBatch(video_id=[item["video_id"] for item in items],
+                        frames=frames.permute(0, 1, 2, 5, 3, 4),  # [B, T, F, 3, H, W]
+                        times_sec=torch.stack([item["times_sec"] for item in items]),  # [B, T, F]
+                        duration_sec=torch.tensor([item["duration_sec"] for item in items], dtype=torch.float32),
+                        segments_sec=[item["segments_sec"] for item in items],
+                        labels=[item["labels"] for item in items])

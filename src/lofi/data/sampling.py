@@ -1,0 +1,322 @@
+"""Snippet sampling: T snippets of F frames spread over a video, decoded by timestamps in one pass.
+
+The time rules are pure functions (:func:`snippet_times_sec`, :func:`frame_indices_for_cfr`) so that they can be
+cited, tested and reused without a video. :func:`sample_snippets` applies them to a file:
+
+* **By timestamps.** The frame used for a requested time ``t`` is the frame *displayed* at ``t``: the last decoded
+  frame whose presentation time is ``<= t`` (within :data:`PTS_EPSILON_SEC`). Times are seconds from the start of
+  the video stream (``VideoInfo.start_sec`` is subtracted). This is correct for variable-frame-rate videos; for
+  constant-frame-rate videos it selects frame ``floor(t * fps)``, as :func:`frame_indices_for_cfr` computes.
+* **One pass.** All requested times are sorted and the video is decoded once, in order. Only frames that are
+  actually used are converted (one swscale call does resize + YUV->RGB), so memory is the output buffer plus one
+  pending decoded frame, also for hour-long videos. When the next requested time lies more than ``seek_gap_sec``
+  ahead, the demuxer seeks forward to the keyframe before it instead of decoding everything in between; the
+  result is the same frames (a seek that lands too late falls back to sequential decoding).
+* **Errors.** Every failure raises :class:`~lofi.data.video.VideoReadError` naming the file. A file whose
+  decoding stops (or fails) more than ``max(0.5 s, 3 frames)`` before the last requested time is reported as
+  truncated or corrupt; requested times beyond the last frame but within that tolerance use the last frame.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from lofi.data.video import VideoInfo, VideoReadError, open_video, probe_container
+
+#: A frame whose presentation time is at most this much after a requested time still counts as displayed at it
+#: (absorbs float and time-base rounding, e.g. 29.97 fps pts rounded to a 1/12800 s time base).
+PTS_EPSILON_SEC: float = 1e-4
+
+#: Decoding may stop this long (at least) before the last requested time before the file is called truncated.
+TRUNCATION_TOLERANCE_SEC: float = 0.5
+
+CropMode = Literal["center", "random"]
+
+
+def _check_int(name: str, value: object, *, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = f"an int >= {minimum}" + (" or None" if optional else "")
+        raise ValueError(f"SnippetSpec.{name} must be {kind}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SnippetSpec:
+    """What to sample from each video.
+
+    ``num_snippets`` (T) snippets spread uniformly over the video, each of ``frames_per_snippet`` (F) frames
+    ``frame_stride`` (r) source frames apart (at the video's average fps). Frames are resized so that their short
+    side is ``short_side_px`` (S; None keeps the decoded size), then a square of side ``crop_px`` is cut out, at
+    the centre or at a random place (one box per video, the same for all its frames). ``crop_px`` defaults to
+    ``short_side_px``; with both None frames are neither resized nor cropped.
+    """
+
+    num_snippets: int
+    frames_per_snippet: int = 1
+    frame_stride: int = 1
+    short_side_px: int | None = None
+    crop_px: int | None = None
+    crop: CropMode = "center"
+
+    def __post_init__(self) -> None:
+        _check_int("num_snippets", self.num_snippets, minimum=1)
+        _check_int("frames_per_snippet", self.frames_per_snippet, minimum=1)
+        _check_int("frame_stride", self.frame_stride, minimum=1)
+        _check_int("short_side_px", self.short_side_px, minimum=1, optional=True)
+        _check_int("crop_px", self.crop_px, minimum=1, optional=True)
+        if self.crop not in ("center", "random"):
+            raise ValueError(f"SnippetSpec.crop must be 'center' or 'random', got {self.crop!r}")
+        if self.crop_px is None and self.short_side_px is not None:
+            object.__setattr__(self, "crop_px", self.short_side_px)
+        if self.crop_px is not None and self.short_side_px is not None and self.crop_px > self.short_side_px:
+            raise ValueError(f"SnippetSpec.crop_px ({self.crop_px}) must not exceed short_side_px "
+                             f"({self.short_side_px}): the crop must fit inside the resized frame")
+        if self.crop == "random" and self.crop_px is None:
+            raise ValueError("SnippetSpec.crop='random' needs crop_px or short_side_px (there is nothing to crop)")
+
+
+@dataclass
+class SampledClip:
+    """The snippets sampled from one video.
+
+    ``frames`` is uint8 RGB of shape ``[T, F, 3, H, W]`` (snippet, frame in snippet, channel, row, column). It is
+    a permuted view of a contiguous ``[T, F, H, W, 3]`` buffer, i.e. channels-last memory: call ``.contiguous()``
+    for the standard layout. ``times_sec`` ``[T, F]`` are the requested times and ``frame_times_sec`` ``[T, F]``
+    the presentation times of the frames used, both in seconds from the start of the video stream.
+    ``crop_box`` is ``(x, y, width, height)`` in pixels of the resized frame. The ``num_*`` counters describe the
+    decode pass (useful for benchmarks and for checking that only needed frames were converted).
+    """
+
+    frames: torch.Tensor  # [T, F, 3, H, W] uint8
+    times_sec: np.ndarray  # [T, F] float64
+    frame_times_sec: np.ndarray  # [T, F] float64
+    info: VideoInfo
+    crop_box: tuple[int, int, int, int]
+    num_decoded_frames: int = 0
+    num_converted_frames: int = 0
+    num_seeks: int = 0
+
+
+def snippet_times_sec(duration_sec: float, fps: float, spec: SnippetSpec) -> np.ndarray:
+    """The requested time of every frame of every snippet, ``[T, F]`` seconds.
+
+    Rules: snippet ``i`` (of ``T``) is centred at ``(i + 0.5) * duration_sec / T``; its frame ``j`` (of ``F``)
+    is at ``centre + (j - (F - 1) / 2) * r / fps``, with ``r`` the frame stride; every time is then clamped into
+    ``[0, duration_sec - 1 / fps]`` (the start of the last frame), so snippets near the ends repeat edge frames.
+    """
+    if not duration_sec > 0 or not math.isfinite(duration_sec):
+        raise ValueError(f"duration_sec must be a positive number, got {duration_sec!r}")
+    if not fps > 0 or not math.isfinite(fps):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    num_snippets, num_frames = spec.num_snippets, spec.frames_per_snippet
+    centres = (np.arange(num_snippets) + 0.5) * (duration_sec / num_snippets)  # [T]
+    offsets = (np.arange(num_frames) - (num_frames - 1) / 2) * (spec.frame_stride / fps)  # [F]
+    times = centres[:, None] + offsets[None, :]  # [T, F]
+    return np.clip(times, 0.0, max(0.0, duration_sec - 1.0 / fps))
+
+
+def frame_indices_for_cfr(times_sec: np.ndarray, fps: float) -> np.ndarray:
+    """The index of the frame displayed at each time in a constant-frame-rate video: ``floor(t * fps + 1e-6)``.
+
+    Frame ``k`` is displayed during ``[k / fps, (k + 1) / fps)``; the ``1e-6`` (in frames) absorbs float error for
+    times that sit exactly on a frame start. Same shape as ``times_sec``, dtype int64.
+    """
+    return np.floor(np.asarray(times_sec, dtype=np.float64) * fps + 1e-6).astype(np.int64)
+
+
+def resized_size_px(width: int, height: int, short_side_px: int | None) -> tuple[int, int]:
+    """``(width, height)`` after scaling the short side to ``short_side_px``, keeping the aspect ratio.
+
+    The long side is rounded to the nearest pixel (halves up), e.g. 37x23 at 16 -> 26x16. None: unchanged.
+    """
+    if short_side_px is None:
+        return width, height
+    if width <= height:
+        return short_side_px, max(short_side_px, math.floor(height * short_side_px / width + 0.5))
+    return max(short_side_px, math.floor(width * short_side_px / height + 0.5)), short_side_px
+
+
+def _crop_box(width: int, height: int, spec: SnippetSpec, generator: torch.Generator | None,
+              path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """One ``(x, y, w, h)`` crop inside a ``width`` x ``height`` frame."""
+    side = spec.crop_px
+    if side is None:
+        return 0, 0, width, height
+    if side > width or side > height:
+        raise ValueError(f"{path}: crop_px={side} does not fit in the {width}x{height} frame; "
+                         f"set short_side_px to resize first")
+    if spec.crop == "center":
+        return (width - side) // 2, (height - side) // 2, side, side
+    x = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+    y = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+    return x, y, side, side
+
+
+@dataclass
+class _DecodeStats:
+    decoded: int = 0
+    seeks: int = 0
+
+
+def _frame_time_sec(frame: av.VideoFrame, previous_sec: float, fps: float) -> float:
+    """Presentation time of a decoded frame (stream clock); one frame after the previous one if it has none."""
+    if frame.time is not None:
+        return frame.time
+    if frame.dts is not None and frame.time_base is not None:
+        return float(frame.dts * frame.time_base)
+    return previous_sec + 1.0 / fps if math.isfinite(previous_sec) else 0.0
+
+
+def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoStream, time_sec: float) -> bool:
+    """Seek to the keyframe at or before ``time_sec`` (stream clock); False if the file cannot seek."""
+    try:
+        container.seek(int(math.floor(time_sec / stream.time_base)), stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError:
+        return False
+    return True
+
+
+def _decode_at_times(container: av.container.InputContainer, targets_sec: np.ndarray, *, info: VideoInfo,
+                     seek_gap_sec: float | None, stats: _DecodeStats
+                     ) -> Iterator[tuple[av.VideoFrame, float, int, int]]:
+    """Decode once and yield ``(frame, frame_time_sec, lo, hi)``: ``frame`` is used for ``targets_sec[lo:hi]``.
+
+    ``targets_sec`` must be sorted ascending (seconds from the video start). Each frame is yielded at most once,
+    in presentation order; frames not used by any target are never yielded.
+    """
+    stream = container.streams.video[0]
+    targets: list[float] = targets_sec.tolist()  # Python floats: cheaper to compare per frame than numpy scalars
+    num_targets = len(targets)
+    next_target = 0  # targets before this index are resolved
+    pending: av.VideoFrame | None = None  # the last accepted frame: displayed at the next unresolved target so far
+    pending_sec = -math.inf
+    seeking = seek_gap_sec is not None
+    just_seeked = False
+    error: av.FFmpegError | None = None
+    while next_target < num_targets:
+        restarted = False
+        try:
+            for frame in container.decode(stream):
+                stats.decoded += 1
+                frame_sec = _frame_time_sec(frame, pending_sec + info.start_sec, info.fps) - info.start_sec
+                if just_seeked:
+                    just_seeked = False
+                    if frame_sec <= pending_sec:  # landed before where we were: seeking does not pay off here
+                        seeking = False
+                    elif frame_sec > targets[next_target] + PTS_EPSILON_SEC:  # landed too late: go back
+                        seeking = False
+                        restarted = _seek(container, stream, pending_sec + info.start_sec)
+                        if restarted:
+                            break
+                if frame_sec <= pending_sec:  # already passed (after a seek) or out of order: nothing new
+                    continue
+                hi = next_target
+                while hi < num_targets and targets[hi] + PTS_EPSILON_SEC < frame_sec:
+                    hi += 1
+                if hi > next_target:  # these targets lie before this frame: the pending frame is displayed then
+                    if pending is None:  # targets before the first frame use the first frame
+                        yield frame, frame_sec, next_target, hi
+                    else:
+                        yield pending, pending_sec, next_target, hi
+                    next_target = hi
+                pending, pending_sec = frame, frame_sec
+                if next_target == num_targets:
+                    break
+                if seeking and targets[next_target] - frame_sec > seek_gap_sec:
+                    if _seek(container, stream, targets[next_target] + info.start_sec):
+                        stats.seeks += 1
+                        just_seeked = restarted = True
+                        break
+                    seeking = False
+        except av.FFmpegError as exc:
+            error = exc
+            break
+        if not restarted:
+            break  # end of stream, or all targets resolved
+    if next_target == num_targets:
+        return
+    path = info.path
+    detail = f" ({error.__class__.__name__}: {error})" if error is not None else ""
+    if pending is None:
+        raise VideoReadError(path, f"no video frame could be decoded{detail}")
+    tolerance_sec = max(TRUNCATION_TOLERANCE_SEC, 3.0 / info.fps)
+    if targets[-1] > pending_sec + tolerance_sec:
+        raise VideoReadError(path, f"decoding stopped at {pending_sec:.2f} s of {info.duration_sec:.2f} s "
+                                   f"(truncated or corrupt file){detail}")
+    yield pending, pending_sec, next_target, num_targets
+
+
+def _configure_threads(stream: av.video.stream.VideoStream, threads: int) -> None:
+    if threads == 1:
+        stream.codec_context.thread_count = 1
+        return
+    stream.thread_type = "AUTO"  # frame + slice threading
+    stream.codec_context.thread_count = threads
+
+
+def sample_snippets(path: str | os.PathLike, spec: SnippetSpec, *, generator: torch.Generator | None = None,
+                    info: VideoInfo | None = None, seek_gap_sec: float | None = 5.0,
+                    threads: int = 1) -> SampledClip:
+    """Decode the snippets of ``spec`` from the video at ``path`` in one pass (see the module docstring).
+
+    ``generator`` drives the random crop (the global torch RNG when None). ``info`` skips probing when the caller
+    already has it. ``seek_gap_sec``: seek forward when the next needed frame is further ahead than this (None:
+    never seek). ``threads``: decoder and scaler threads (1 suits DataLoader workers; 0 lets FFmpeg choose).
+    Raises :class:`VideoReadError` naming the file for anything unreadable.
+    """
+    if seek_gap_sec is not None and not seek_gap_sec > 0:
+        raise ValueError(f"seek_gap_sec must be positive or None, got {seek_gap_sec!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an int >= 0, got {threads!r}")
+    container = open_video(path)
+    try:
+        if info is None:
+            info = probe_container(container, path)
+        return _sample_open(container, path, spec, info=info, generator=generator, seek_gap_sec=seek_gap_sec,
+                            threads=threads)
+    except av.FFmpegError as exc:
+        raise VideoReadError(path, f"decoding failed ({exc.__class__.__name__}: {exc})") from exc
+    finally:
+        container.close()
+
+
+def _sample_open(container: av.container.InputContainer, path: str | os.PathLike, spec: SnippetSpec, *,
+                 info: VideoInfo, generator: torch.Generator | None, seek_gap_sec: float | None,
+                 threads: int) -> SampledClip:
+    stream = container.streams.video[0]
+    _configure_threads(stream, threads)
+    times = snippet_times_sec(info.duration_sec, info.fps, spec)  # [T, F]
+    resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)
+    x, y, crop_w, crop_h = _crop_box(resized_w, resized_h, spec, generator, path)
+
+    flat_times = times.reshape(-1)  # [T*F]
+    order = np.argsort(flat_times, kind="stable")
+    out = np.empty((flat_times.size, crop_h, crop_w, 3), dtype=np.uint8)  # [T*F, H, W, 3]
+    frame_times = np.empty(flat_times.size, dtype=np.float64)  # [T*F]
+    reformatter = VideoReformatter()
+    stats = _DecodeStats()
+    converted = 0
+    for frame, frame_sec, lo, hi in _decode_at_times(container, flat_times[order], info=info,
+                                                     seek_gap_sec=seek_gap_sec, stats=stats):
+        rgb = reformatter.reformat(frame, width=resized_w, height=resized_h, format="rgb24",
+                                   interpolation=Interpolation.BILINEAR, threads=threads).to_ndarray()
+        slots = order[lo:hi]
+        out[slots] = rgb[y:y + crop_h, x:x + crop_w]  # [H, W, 3] broadcast into each slot
+        frame_times[slots] = frame_sec
+        converted += 1
+
+    num_snippets, num_frames = times.shape
+    frames = torch.from_numpy(out).view(num_snippets, num_frames, crop_h, crop_w, 3)  # [T, F, H, W, 3]
+    return SampledClip(frames=frames.permute(0, 1, 4, 2, 3),  # [T, F, 3, H, W], channels-last memory
+                       times_sec=times, frame_times_sec=frame_times.reshape(times.shape), info=info,
+                       crop_box=(x, y, crop_w, crop_h), num_decoded_frames=stats.decoded,
+                       num_converted_frames=converted, num_seeks=stats.seeks)
