@@ -48,6 +48,16 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Detection:
+    """One predicted action instance: a scored segment, in seconds (as written to ActivityNet results files)."""
+
+    start_sec: float
+    end_sec: float
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
 class VideoAnnotation:
     """The annotations of one untrimmed video.
 

@@ -1,0 +1,230 @@
+"""ActivityNet-1.3 and HACS Segments JSON: reading ground truth, writing ground truth and detection results.
+
+Layout::
+
+    {"version": "VERSION 1.3", "taxonomy": [...],
+     "database": {"<id>": {"subset": "training", "duration": 82.73, "resolution": "1280x720", "url": "...",
+                           "annotations": [{"segment": [18.6, 24.8], "label": "Long jump"}]}}}
+
+HACS Segments uses the same layout (``duration`` is often a numeric string). Numbers given as strings are
+accepted. An optional ``fps`` per video is read and written, and so is ``ignore_regions`` (a list of
+``[start, end]``), which the official evaluation code ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from lofi.data.annotations import AnnotationSet, Detection, Problem, VideoAnnotation
+from lofi.data.validation import RawSegment, duplicate_id_problem, validate_video
+
+#: What :func:`write_results` puts under ``external_data`` unless told otherwise.
+DEFAULT_EXTERNAL_DATA: Mapping[str, Any] = {"used": False, "details": ""}
+
+
+class _Object(dict):
+    """A JSON object that remembers the keys the file gave more than once (json keeps only the last)."""
+
+    duplicate_keys: tuple[str, ...] = ()
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicates: dict[str, None] = {}
+        for key, _ in pairs:
+            if key in seen:
+                duplicates[key] = None
+            seen.add(key)
+        obj.duplicate_keys = tuple(duplicates)
+    return obj
+
+
+def _load_json(path: Path) -> tuple[Any, list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, [Problem(source=str(path), message=f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+    try:
+        return json.loads(text, object_pairs_hook=_object_pairs), []
+    except json.JSONDecodeError as exc:
+        return None, [Problem(source=str(path),
+                              message=f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _raw_segments(entry: Mapping[str, Any], *, source: str, video_id: str,
+                  problems: list[Problem]) -> list[RawSegment] | None:
+    """The raw segments of one database entry; None (with an error appended) when the list is malformed."""
+    annotations = entry.get("annotations", [])
+    if not isinstance(annotations, list):
+        problems.append(Problem(source=source, video_id=video_id,
+                                message=f"'annotations' must be a list, got {type(annotations).__name__}"))
+        return None
+    raws: list[RawSegment] = []
+    for i, item in enumerate(annotations, start=1):
+        where = f"annotation {i}"
+        if not isinstance(item, dict):
+            problems.append(Problem(source=source, video_id=video_id,
+                                    message=f"{where}: expected an object with 'segment' and 'label', got {item!r}"))
+            continue
+        segment = item.get("segment")
+        if not isinstance(segment, list) or len(segment) != 2:
+            problems.append(Problem(source=source, video_id=video_id,
+                                    message=f"{where}: 'segment' must be [start, end], got {segment!r}"))
+            continue
+        raws.append(RawSegment(segment[0], segment[1], item.get("label"), source, where))
+    return raws
+
+
+def _raw_regions(entry: Mapping[str, Any], *, source: str, video_id: str,
+                 problems: list[Problem]) -> list[RawSegment]:
+    regions = entry.get("ignore_regions", [])
+    if not isinstance(regions, list):
+        problems.append(Problem(source=source, video_id=video_id,
+                                message=f"'ignore_regions' must be a list, got {type(regions).__name__}"))
+        return []
+    raws: list[RawSegment] = []
+    for i, region in enumerate(regions, start=1):
+        if not isinstance(region, list) or len(region) != 2:
+            problems.append(Problem(source=source, video_id=video_id,
+                                    message=f"ignore region {i}: expected [start, end], got {region!r}"))
+            continue
+        raws.append(RawSegment(region[0], region[1], "ignore", source, f"ignore region {i}"))
+    return raws
+
+
+def _read_entry(video_id: str, entry: object, *, source: str) -> tuple[VideoAnnotation | None, list[Problem]]:
+    if not isinstance(entry, dict):
+        return None, [Problem(source=source, video_id=video_id,
+                              message=f"expected an object with 'subset' and 'annotations', got {entry!r}")]
+    problems: list[Problem] = []
+    segments = _raw_segments(entry, source=source, video_id=video_id, problems=problems)
+    regions = _raw_regions(entry, source=source, video_id=video_id, problems=problems)
+    if segments is None:
+        return None, problems
+    video, found = validate_video(source=source, video_id=video_id, subset=entry.get("subset"),
+                                  duration=entry.get("duration"), fps=entry.get("fps"), segments=segments,
+                                  ignore_regions=regions, url=_optional_str(entry.get("url")),
+                                  resolution=_optional_str(entry.get("resolution")))
+    return video, problems + found
+
+
+def _taxonomy_classes(data: Mapping[str, Any], *, source: str, problems: list[Problem]) -> set[str]:
+    """The leaf node names of the taxonomy (nodes with a parent and no children); empty when there is none."""
+    taxonomy = data.get("taxonomy", [])
+    nodes = taxonomy if isinstance(taxonomy, list) else None
+    if nodes is None or not all(isinstance(n, dict) and isinstance(n.get("nodeId"), (int, str))
+                                and "nodeName" in n for n in nodes):
+        problems.append(Problem(source=source, severity="warning",
+                                message="'taxonomy' is not a list of {nodeId, nodeName, parentId} nodes; ignored"))
+        return set()
+    parents = {n.get("parentId") for n in nodes if isinstance(n.get("parentId"), (int, str))}
+    return {str(n["nodeName"]) for n in nodes if n.get("parentId") is not None and n["nodeId"] not in parents}
+
+
+def read_activitynet(path: str | os.PathLike) -> tuple[AnnotationSet, list[Problem]]:
+    """Read an ActivityNet-1.3 or HACS Segments JSON file.
+
+    Returns the valid part (invalid segments and videos left out; duplicate video ids leave out every copy) and
+    every problem found. Classes are the sorted union of the kept segments' labels and the taxonomy's leaf
+    nodes, so a class without segments (or whose videos were left out) keeps its place in the list.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: ActivityNet/HACS annotations are a JSON file, not a directory")
+    source = str(path)
+    data, problems = _load_json(path)
+    if problems:
+        return AnnotationSet.from_videos([], source=source), problems
+    database = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(database, dict):
+        problem = Problem(source=source, message="expected a JSON object with a 'database' object of videos")
+        return AnnotationSet.from_videos([], source=source), [problem]
+    duplicates = set(getattr(database, "duplicate_keys", ()))
+    videos: list[VideoAnnotation] = []
+    for video_id, entry in database.items():
+        if video_id in duplicates:
+            problems.append(duplicate_id_problem(source=source, video_id=video_id,
+                                                 detail="it appears more than once in 'database'"))
+            continue
+        video, found = _read_entry(video_id, entry, source=source)
+        problems.extend(found)
+        if video is not None:
+            videos.append(video)
+    classes = _taxonomy_classes(data, source=source, problems=problems)
+    classes.update(s.label for v in videos for s in v.segments)
+    return AnnotationSet.from_videos(videos, source=source, classes=classes), problems
+
+
+def _video_entry(video: VideoAnnotation) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "subset": video.subset,
+        "annotations": [{"segment": [float(s.start_sec), float(s.end_sec)], "label": s.label}
+                        for s in video.segments],
+    }
+    if video.duration_sec is not None:
+        entry["duration"] = float(video.duration_sec)
+    if video.fps is not None:
+        entry["fps"] = float(video.fps)
+    if video.url is not None:
+        entry["url"] = video.url
+    if video.resolution is not None:
+        entry["resolution"] = video.resolution
+    if video.ignore_regions_sec:
+        entry["ignore_regions"] = [[float(s), float(e)] for s, e in video.ignore_regions_sec]
+    return entry
+
+
+def _taxonomy(classes: Iterable[str]) -> list[dict[str, Any]]:
+    root = {"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None}
+    leaves = [{"nodeId": i, "nodeName": label, "parentId": 0, "parentName": "Root"}
+              for i, label in enumerate(classes, start=1)]
+    return [root, *leaves]
+
+
+def _dump(obj: Any, path: str | os.PathLike) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    Path(path).write_text(text + "\n", encoding="utf-8", newline="\n")
+
+
+def write_ground_truth(annotations: AnnotationSet, path: str | os.PathLike, *, version: str = "1.3") -> None:
+    """Write ``annotations`` as ActivityNet-1.3 ground truth JSON.
+
+    Deterministic: keys sorted, floats in their shortest exact form, so equal inputs give byte-identical files.
+    The taxonomy lists the classes (used or not) as leaves of one root, so the class list survives a round trip;
+    ``version`` is written as ``"VERSION <version>"``.
+    """
+    data = {
+        "version": f"VERSION {version}",
+        "taxonomy": _taxonomy(annotations.classes),
+        "database": {video.video_id: _video_entry(video) for video in annotations},
+    }
+    _dump(data, path)
+
+
+def write_results(detections_by_video: Mapping[str, Iterable[Detection]], path: str | os.PathLike, *,
+                  version: str = "1.3", external_data: Mapping[str, Any] | None = None) -> None:
+    """Write detections in the ActivityNet results layout read by the official evaluation code.
+
+    ``{"version": "VERSION 1.3", "results": {video: [{"label", "score", "segment": [s, e]}]},
+    "external_data": {"used": false, "details": ""}}``; detections keep their given order.
+    """
+    results = {
+        str(video_id): [{"label": d.label, "score": float(d.score),
+                         "segment": [float(d.start_sec), float(d.end_sec)]} for d in detections]
+        for video_id, detections in detections_by_video.items()
+    }
+    data = {
+        "version": f"VERSION {version}",
+        "results": results,
+        "external_data": dict(DEFAULT_EXTERNAL_DATA if external_data is None else external_data),
+    }
+    _dump(data, path)
