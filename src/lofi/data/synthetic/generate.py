@@ -105,7 +105,9 @@ def write_mp4(path: Path, frames, *, fps: float, width_px: int, height_px: int, 
         stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(keyframe_interval_frames),
                           "threads": "1"}
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            # reformat copies into frames that own their memory: from_ndarray may alias the numpy buffer
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(yuv):
                 container.mux(packet)
             count += 1
         for packet in stream.encode():
