@@ -61,7 +61,7 @@ class WrittenClip:
 def _write(path: Path, frames: np.ndarray, *, fps: int, pts_ms: Sequence[int] | None, gop: int | None,
            faststart: bool) -> None:
     height, width = frames.shape[1:3]
-    options = {"qp": "0"} if gop is None else {"qp": "0", "g": str(gop)}
+    options = {"qp": "0"} if gop is None else {"qp": "0", "g": str(gop), "sc_threshold": "0"}
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
         stream = container.add_stream("libx264rgb", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"

@@ -7,14 +7,16 @@ cited, tested and reused without a video. :func:`sample_snippets` applies them t
   frame whose presentation time is ``<= t`` (within :data:`PTS_EPSILON_SEC`). Times are seconds from the start of
   the video stream (``VideoInfo.start_sec`` is subtracted). This is correct for variable-frame-rate videos; for
   constant-frame-rate videos it selects frame ``floor(t * fps)``, as :func:`frame_indices_for_cfr` computes.
-* **One pass.** All requested times are sorted and the video is decoded once, in order. Only frames that are
-  actually used are converted (one swscale call does resize + YUV->RGB), so memory is the output buffer plus one
-  pending decoded frame, also for hour-long videos. When the next requested time lies more than ``seek_gap_sec``
+* **One pass.** All requested times are sorted and the video is decoded in one forward pass. Only frames that are
+  actually used are converted (one swscale call does bilinear resize + YUV->RGB), so memory is the output buffer
+  plus one pending decoded frame (and the decoder's own reference frames), also for hour-long videos. When the next requested time lies more than ``seek_gap_sec``
   ahead, the demuxer seeks forward to the keyframe before it instead of decoding everything in between; the
-  result is the same frames (a seek that lands too late falls back to sequential decoding).
+  result is the same frames. Seeks are skipped across gaps shorter than the keyframe interval seen so far (a seek
+  could not skip anything there); a seek that lands past the target goes back and decodes sequentially.
 * **Errors.** Every failure raises :class:`~lofi.data.video.VideoReadError` naming the file. A file whose
   decoding stops (or fails) more than ``max(0.5 s, 3 frames)`` before the last requested time is reported as
   truncated or corrupt; requested times beyond the last frame but within that tolerance use the last frame.
+* **Not handled.** Frames are used as stored: a non-square sample aspect ratio or rotation metadata is ignored.
 """
 
 from __future__ import annotations
@@ -185,13 +187,20 @@ def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoS
     return True
 
 
+def _seek_back(container: av.container.InputContainer, info: VideoInfo, frame_sec: float, why: str) -> None:
+    """Return to the frame at ``frame_sec`` after a seek went wrong, to go on sequentially from there."""
+    if not _seek(container, container.streams.video[0], frame_sec + info.start_sec):
+        raise VideoReadError(info.path, f"{why}, and seeking back failed; decode with seek_gap_sec=None")
+
+
 def _decode_at_times(container: av.container.InputContainer, targets_sec: np.ndarray, *, info: VideoInfo,
                      seek_gap_sec: float | None, stats: _DecodeStats
                      ) -> Iterator[tuple[av.VideoFrame, float, int, int]]:
-    """Decode once and yield ``(frame, frame_time_sec, lo, hi)``: ``frame`` is used for ``targets_sec[lo:hi]``.
+    """Decode forward and yield ``(frame, frame_time_sec, lo, hi)``: ``frame`` is used for ``targets_sec[lo:hi]``.
 
     ``targets_sec`` must be sorted ascending (seconds from the video start). Each frame is yielded at most once,
-    in presentation order; frames not used by any target are never yielded.
+    in presentation order; frames not used by any target are never yielded. Seeks as the module docstring says;
+    a seek after which nothing decodes (e.g. into a truncated part) also goes back and decodes sequentially.
     """
     stream = container.streams.video[0]
     targets: list[float] = targets_sec.tolist()  # Python floats: cheaper to compare per frame than numpy scalars
@@ -199,24 +208,29 @@ def _decode_at_times(container: av.container.InputContainer, targets_sec: np.nda
     next_target = 0  # targets before this index are resolved
     pending: av.VideoFrame | None = None  # the last accepted frame: displayed at the next unresolved target so far
     pending_sec = -math.inf
-    seeking = seek_gap_sec is not None
-    just_seeked = False
+    min_gap_sec = math.inf if seek_gap_sec is None else seek_gap_sec  # seek only across gaps longer than this
+    last_key_sec: float | None = None  # the last keyframe seen since the last seek
+    just_seeked = False  # no frame decoded since the last seek yet
     error: av.FFmpegError | None = None
     while next_target < num_targets:
-        restarted = False
+        restart = False  # a seek was made: decode again from the new position
         try:
             for frame in container.decode(stream):
                 stats.decoded += 1
                 frame_sec = _frame_time_sec(frame, pending_sec + info.start_sec, info.fps) - info.start_sec
+                if frame.key_frame:  # a seek can only skip frames when a keyframe lies in the gap
+                    if last_key_sec is not None:
+                        min_gap_sec = max(min_gap_sec, frame_sec - last_key_sec)
+                    last_key_sec = frame_sec
                 if just_seeked:
                     just_seeked = False
-                    if frame_sec <= pending_sec:  # landed before where we were: seeking does not pay off here
-                        seeking = False
+                    if frame_sec <= pending_sec:  # landed behind us: keyframes are at least this far apart
+                        min_gap_sec = max(min_gap_sec, targets[next_target] - frame_sec)
                     elif frame_sec > targets[next_target] + PTS_EPSILON_SEC:  # landed too late: go back
-                        seeking = False
-                        restarted = _seek(container, stream, pending_sec + info.start_sec)
-                        if restarted:
-                            break
+                        min_gap_sec = math.inf
+                        _seek_back(container, info, pending_sec, "a seek landed past the requested time")
+                        restart = True
+                        break
                 if frame_sec <= pending_sec:  # already passed (after a seek) or out of order: nothing new
                     continue
                 hi = next_target
@@ -231,28 +245,36 @@ def _decode_at_times(container: av.container.InputContainer, targets_sec: np.nda
                 pending, pending_sec = frame, frame_sec
                 if next_target == num_targets:
                     break
-                if seeking and targets[next_target] - frame_sec > seek_gap_sec:
+                if targets[next_target] - frame_sec > min_gap_sec:
                     if _seek(container, stream, targets[next_target] + info.start_sec):
                         stats.seeks += 1
-                        just_seeked = restarted = True
+                        just_seeked = restart = True
+                        last_key_sec = None
                         break
-                    seeking = False
+                    min_gap_sec = math.inf
         except av.FFmpegError as exc:
             error = exc
-            break
-        if not restarted:
-            break  # end of stream, or all targets resolved
-    if next_target == num_targets:
-        return
-    path = info.path
+        if not restart and just_seeked:  # nothing decoded after the seek: go back, decode sequentially
+            just_seeked, error, min_gap_sec = False, None, math.inf
+            _seek_back(container, info, pending_sec, "nothing could be decoded after a seek")
+            restart = True
+        if not restart:
+            break  # end of stream, decoding error, or all targets resolved
+    if next_target < num_targets:  # decoding ended early: the last frame serves the rest if it is close enough
+        _check_reached(info, pending, pending_sec, targets[-1], error)
+        assert pending is not None  # _check_reached raised otherwise
+        yield pending, pending_sec, next_target, num_targets
+
+
+def _check_reached(info: VideoInfo, last_frame: av.VideoFrame | None, last_frame_sec: float, last_target_sec: float,
+                   error: av.FFmpegError | None) -> None:
+    """Raise if decoding stopped (or failed) too far before the last requested time: truncated or corrupt file."""
     detail = f" ({error.__class__.__name__}: {error})" if error is not None else ""
-    if pending is None:
-        raise VideoReadError(path, f"no video frame could be decoded{detail}")
-    tolerance_sec = max(TRUNCATION_TOLERANCE_SEC, 3.0 / info.fps)
-    if targets[-1] > pending_sec + tolerance_sec:
-        raise VideoReadError(path, f"decoding stopped at {pending_sec:.2f} s of {info.duration_sec:.2f} s "
-                                   f"(truncated or corrupt file){detail}")
-    yield pending, pending_sec, next_target, num_targets
+    if last_frame is None:
+        raise VideoReadError(info.path, f"no video frame could be decoded{detail}")
+    if last_target_sec > last_frame_sec + max(TRUNCATION_TOLERANCE_SEC, 3.0 / info.fps):
+        raise VideoReadError(info.path, f"decoding stopped at {last_frame_sec:.2f} s of {info.duration_sec:.2f} s "
+                                        f"(truncated or corrupt file){detail}")
 
 
 def _configure_threads(stream: av.video.stream.VideoStream, threads: int) -> None:
@@ -264,14 +286,14 @@ def _configure_threads(stream: av.video.stream.VideoStream, threads: int) -> Non
 
 
 def sample_snippets(path: str | os.PathLike, spec: SnippetSpec, *, generator: torch.Generator | None = None,
-                    info: VideoInfo | None = None, seek_gap_sec: float | None = 5.0,
+                    info: VideoInfo | None = None, seek_gap_sec: float | None = 1.0,
                     threads: int = 1) -> SampledClip:
     """Decode the snippets of ``spec`` from the video at ``path`` in one pass (see the module docstring).
 
     ``generator`` drives the random crop (the global torch RNG when None). ``info`` skips probing when the caller
-    already has it. ``seek_gap_sec``: seek forward when the next needed frame is further ahead than this (None:
-    never seek). ``threads``: decoder and scaler threads (1 suits DataLoader workers; 0 lets FFmpeg choose).
-    Raises :class:`VideoReadError` naming the file for anything unreadable.
+    already has it. ``seek_gap_sec``: seek forward when the next needed frame is further ahead than this and than
+    the keyframe interval seen so far (None: never seek; the frames are the same either way). ``threads``: decoder
+    and scaler threads (1 suits DataLoader workers; 0 lets FFmpeg choose). Raises :class:`VideoReadError` naming the file for anything unreadable.
     """
     if seek_gap_sec is not None and not seek_gap_sec > 0:
         raise ValueError(f"seek_gap_sec must be positive or None, got {seek_gap_sec!r}")
