@@ -106,3 +106,10 @@ def test_cli_synth_writes_a_dataset(tmp_path, capsys):
 def test_cli_synth_rejects_bad_options(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--classes", "20", "-q"]) == 2
     assert "num_classes" in capsys.readouterr().err
+
+
+def test_cli_demo_generates_and_checks_a_dataset(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--videos", "2", "--classes", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "no problems found" in out and "frames/s" in out
+    assert load_annotations(tmp_path / "demo" / "annotations.json").annotations.classes == ("circle_ccw", "circle_cw")
