@@ -1,0 +1,280 @@
+"""Detection mAP at several tIoU thresholds, as the official ActivityNet evaluator computes it.
+
+The algorithm is that of ``activitynet/ActivityNet`` ``Evaluation/eval_detection.py`` (``ANETdetection``):
+
+* the classes evaluated are the labels with ground truth in the evaluated subset; mAP is the mean of their AP,
+  and a class with ground truth but no prediction scores 0;
+* per class, predictions are ranked by ``np.argsort(scores)[::-1]`` on the scores in input order (videos in
+  mapping order, then each video's list order). This is the official tie rule: equal scores are *not* broken by
+  input order in any documented way, they fall wherever numpy's default argsort puts them, reversed (for small
+  arrays numpy's sort is stable, so ties come out in *reverse* input order). We call the very same function on
+  the very same array, so ties land exactly where the official evaluator puts them on the same numpy;
+* each prediction, at each threshold, is matched to the first ground-truth instance of its class in its video,
+  taken in ``np.argsort(tiou)[::-1]`` order (descending tIoU, same tie rule), whose tIoU is >= the threshold and
+  that no higher-ranked prediction has matched at that threshold; otherwise it is a false positive. Duplicates,
+  predictions in videos without ground truth of that class, and predictions for videos outside the subset are
+  false positives;
+* AP is the VOC-2011 interpolated AP (``interpolated_prec_rec``): precision made monotone from the right, summed
+  over the points where recall changes.
+
+The matching is vectorized: tIoUs are computed once per prediction against its (class, video) ground truth, and
+the greedy step runs over prediction rank within a (class, video) group, for all groups and thresholds at once.
+:mod:`lofi.eval.reference` is the slow, plain-loop oracle it is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from lofi.data.annotations import AnnotationSet, Detection
+from lofi.eval.tiou import _paired_tiou
+
+#: The ActivityNet thresholds: 0.50, 0.55, ..., 0.95 (exactly the official ``np.linspace(0.5, 0.95, 10)``).
+ACTIVITYNET_TIOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, 10)
+#: The THUMOS14 thresholds used by ActionFormer and most papers.
+THUMOS14_TIOU_THRESHOLDS: np.ndarray = np.array([0.3, 0.4, 0.5, 0.6, 0.7])
+
+_NAMED_THRESHOLDS: Mapping[str, np.ndarray] = {
+    "activitynet": ACTIVITYNET_TIOU_THRESHOLDS,
+    "anet": ACTIVITYNET_TIOU_THRESHOLDS,
+    "hacs": ACTIVITYNET_TIOU_THRESHOLDS,
+    "thumos14": THUMOS14_TIOU_THRESHOLDS,
+    "thumos": THUMOS14_TIOU_THRESHOLDS,
+}
+
+
+@dataclass(frozen=True)
+class DetectionCounts:
+    """What went into the evaluation."""
+
+    num_classes: int  # labels with ground truth in the subset: the mAP denominator
+    num_videos: int  # videos in the evaluated subset
+    num_ground_truth: int  # ground-truth segments in the subset
+    num_predictions: int  # every prediction given
+    num_evaluated: int  # predictions whose label has ground truth: they enter the AP
+    num_outside_subset: int  # evaluated predictions for videos not in the subset: all false positives
+    num_unknown_label: int  # predictions whose label has no ground truth in the subset: ignored
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """Per-threshold mAP, its mean, and per-class AP."""
+
+    tiou_thresholds: np.ndarray  # [K]
+    mAP: np.ndarray  # [K]
+    average_mAP: float
+    ap: dict[str, np.ndarray]  # label -> [K], for every evaluated class (sorted labels)
+    counts: DetectionCounts
+
+    @property
+    def ap_matrix(self) -> np.ndarray:
+        """Per-class AP as one ``[C, K]`` array, rows in the order of ``ap`` (sorted labels)."""
+        return np.stack(list(self.ap.values())) if self.ap else np.zeros((0, len(self.tiou_thresholds)))
+
+    def format(self) -> str:
+        """A plain-text table for the terminal."""
+        lines = [f"{'tIoU':>6} {'mAP':>7}"]
+        lines += [f"{t:>6.2f} {100 * m:>6.2f}%" for t, m in zip(self.tiou_thresholds, self.mAP)]
+        lines.append(f"{'avg':>6} {100 * self.average_mAP:>6.2f}%")
+        return "\n".join(lines)
+
+
+def parse_tiou_thresholds(text: str) -> np.ndarray:
+    """Thresholds from ``"0.5:0.95:0.05"`` (start:stop:step, stop included), ``"0.3,0.4,0.5"``, or a name
+    (``"activitynet"``, ``"thumos14"``). ``"0.5:0.95:0.05"`` is exactly ``np.linspace(0.5, 0.95, 10)``."""
+    spec = str(text).strip().lower()
+    if spec in _NAMED_THRESHOLDS:
+        return _NAMED_THRESHOLDS[spec].copy()
+    try:
+        if ":" in spec:
+            parts = [float(p) for p in spec.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            if abs(start + (count - 1) * step - stop) > 1e-9 * max(1.0, abs(stop)):
+                raise ValueError
+            values = np.linspace(start, stop, count)
+        else:
+            values = np.array([float(p) for p in spec.split(",") if p.strip()], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"tIoU thresholds {text!r}: expected start:stop:step (e.g. 0.5:0.95:0.05, stop "
+                         f"reached by whole steps), a comma list (0.3,0.4,0.5), or one of "
+                         f"{', '.join(_NAMED_THRESHOLDS)}") from None
+    return _check_thresholds(values)
+
+
+def _check_thresholds(values: ArrayLike) -> np.ndarray:
+    thresholds = np.asarray(values, dtype=np.float64).reshape(-1)
+    if thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
+        raise ValueError(f"tIoU thresholds {thresholds.tolist()}: need at least one, each in (0, 1]")
+    return thresholds
+
+
+def _evaluated_set(ground_truth: AnnotationSet, subset: str | None) -> AnnotationSet:
+    return ground_truth if subset is None else ground_truth.subset(subset)
+
+
+def _check_detection(video_id: str, det: Detection) -> None:
+    """Raise ValueError naming the video if ``det`` is non-finite or has end < start."""
+    if not all(math.isfinite(x) for x in (det.start_sec, det.end_sec, det.score)):
+        raise ValueError(f"prediction for video {video_id!r}: non-finite start, end or score in {det}")
+    if det.end_sec < det.start_sec:
+        raise ValueError(f"prediction for video {video_id!r}: end_sec {det.end_sec} < start_sec {det.start_sec}; "
+                         f"fix the decoder or drop the detection")
+
+
+def evaluate_detection(ground_truth: AnnotationSet, predictions: Mapping[str, Sequence[Detection]], *,
+                       tiou_thresholds: ArrayLike = ACTIVITYNET_TIOU_THRESHOLDS,
+                       subset: str | None = "validation") -> DetectionResult:
+    """Detection mAP of ``predictions`` (video id -> detections) against the ``subset`` of ``ground_truth``.
+
+    ``subset=None`` evaluates every video. See the module docstring for the exact algorithm. Raises ValueError
+    when the subset has no ground-truth segment, or a detection is non-finite or has end < start.
+    """
+    thresholds = _check_thresholds(tiou_thresholds)  # [K]
+    num_thr = thresholds.size
+    gt_set = _evaluated_set(ground_truth, subset)
+
+    # --- ground truth, grouped by (class, video); segments kept in annotation order within a group
+    classes = tuple(sorted({s.label for v in gt_set for s in v.segments}))
+    if not classes:
+        raise ValueError(f"{ground_truth.source}: no ground-truth segments in subset {subset!r}; nothing to "
+                         f"evaluate (pick another subset, or subset=None for all videos)")
+    class_of = {label: i for i, label in enumerate(classes)}
+    video_of = {vid: i for i, vid in enumerate(gt_set.videos)}
+    num_videos = len(video_of)
+    group_segments: dict[int, list[tuple[float, float]]] = {}
+    for video in gt_set:
+        vi = video_of[video.video_id]
+        for seg in video.segments:
+            group_segments.setdefault(class_of[seg.label] * num_videos + vi, []).append((seg.start_sec, seg.end_sec))
+    group_keys = np.array(sorted(group_segments), dtype=np.int64)  # [Gr]
+    gt_count = np.array([len(group_segments[k]) for k in group_keys], dtype=np.int64)  # [Gr]
+    max_gt = int(gt_count.max())
+    gt_segs = np.zeros((group_keys.size, max_gt, 2))  # [Gr, Gmax, 2], zero padded
+    for g, key in enumerate(group_keys):
+        gt_segs[g, :gt_count[g]] = group_segments[int(key)]
+    npos = np.bincount(group_keys // num_videos, weights=gt_count, minlength=len(classes))  # [C]
+
+    # --- predictions, flattened in input order; labels without ground truth are counted and dropped
+    pred_video = list(predictions)
+    video_idx = np.array([video_of.get(v, -1) for v in pred_video], dtype=np.int64)  # [P]
+    per_video = np.array([len(predictions[v]) for v in pred_video], dtype=np.int64)  # [P]
+    owner = np.repeat(np.arange(len(pred_video)), per_video)  # [M] position in pred_video of each detection
+    all_dets = [det for v in pred_video for det in predictions[v]]
+    all_rows = np.array([(d.start_sec, d.end_sec, d.score) for d in all_dets],
+                        dtype=np.float64).reshape(-1, 3)  # [M, 3] start, end, score
+    bad = ~np.isfinite(all_rows).all(axis=1) | (all_rows[:, 1] < all_rows[:, 0])
+    if bad.any():
+        first = int(np.argmax(bad))
+        _check_detection(pred_video[owner[first]], all_dets[first])
+    all_cls = np.array([class_of.get(d.label, -1) for d in all_dets], dtype=np.int64)  # [M]
+    keep = all_cls >= 0
+    num_predictions = len(all_dets)
+    num_unknown_label = int(num_predictions - np.count_nonzero(keep))
+    cls = all_cls[keep]  # [N]
+    vid = video_idx[owner[keep]]  # [N]
+    rows = all_rows[keep]  # [N, 3]
+    num_pred = cls.size
+
+    # --- rank within class: the official np.argsort(scores)[::-1] on the class's scores in input order
+    by_class = np.argsort(cls, kind="stable")  # [N], classes contiguous, input order kept inside
+    class_start = np.searchsorted(cls[by_class], np.arange(len(classes) + 1))  # [C+1]
+    ranked = np.empty(num_pred, dtype=np.int64)  # [N] prediction indices, class blocks, best first
+    rank = np.empty(num_pred, dtype=np.int64)  # [N] rank of each prediction within its class
+    for c in range(len(classes)):
+        block = by_class[class_start[c]:class_start[c + 1]]
+        order = block[np.argsort(rows[block, 2])[::-1]]
+        ranked[class_start[c]:class_start[c + 1]] = order
+        rank[order] = np.arange(order.size)
+
+    tp = _match(cls * num_videos + vid, vid >= 0, rank, rows[:, :2], group_keys, gt_count, gt_segs,
+                thresholds)  # [N, K]
+
+    # --- AP per class on the ranked true positives
+    ap = np.zeros((len(classes), num_thr))  # [C, K]
+    for c in range(len(classes)):
+        order = ranked[class_start[c]:class_start[c + 1]]
+        if order.size == 0:
+            continue
+        hits = tp[order].T.astype(np.float64)  # [K, Nc]
+        tp_cum = np.cumsum(hits, axis=1)
+        fp_cum = np.cumsum(1.0 - hits, axis=1)
+        ap[c] = _interpolated_ap(tp_cum / (tp_cum + fp_cum), tp_cum / npos[c])
+
+    mean_ap = ap.mean(axis=0)  # [K]
+    counts = DetectionCounts(
+        num_classes=len(classes), num_videos=num_videos, num_ground_truth=int(gt_count.sum()),
+        num_predictions=num_predictions, num_evaluated=num_pred,
+        num_outside_subset=int(np.count_nonzero(vid < 0)), num_unknown_label=num_unknown_label)
+    return DetectionResult(tiou_thresholds=thresholds, mAP=mean_ap, average_mAP=float(mean_ap.mean()),
+                           ap={label: ap[i] for i, label in enumerate(classes)}, counts=counts)
+
+
+def _match(key: np.ndarray, known_video: np.ndarray, rank: np.ndarray, segs: np.ndarray, group_keys: np.ndarray,
+           gt_count: np.ndarray, gt_segs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Greedy official matching for all predictions and thresholds -> true-positive flags ``[N, K]``."""
+    num_pred, num_thr = key.size, thresholds.size
+    tp = np.zeros((num_pred, num_thr), dtype=bool)  # [N, K]
+    pos = np.searchsorted(group_keys, key).clip(max=group_keys.size - 1)
+    in_group = known_video & (group_keys[pos] == key)
+    idx = np.nonzero(in_group)[0]  # [n] predictions with ground truth of their class in their video
+    if idx.size == 0:
+        return tp
+    grp = pos[idx]  # [n]
+    max_gt = gt_segs.shape[1]
+    tiou = _paired_tiou(segs[idx, None, :], gt_segs[grp])  # [n, Gmax]
+
+    # GT visiting order per prediction: np.argsort(tiou)[::-1] on the group's real GT only (official tie rule)
+    order = np.zeros((idx.size, max_gt), dtype=np.int64)  # [n, Gmax]
+    sorted_tiou = np.full((idx.size, max_gt), -np.inf)  # [n, Gmax], -inf pads never match
+    counts = gt_count[grp]
+    for num in np.unique(counts):
+        sel = np.nonzero(counts == num)[0]
+        o = np.argsort(tiou[sel, :num], axis=1)[:, ::-1]
+        order[sel, :num] = o
+        sorted_tiou[sel, :num] = np.take_along_axis(tiou[sel, :num], o, axis=1)
+
+    # only predictions reaching the lowest threshold with their best GT can ever be true positives
+    cand = np.nonzero(sorted_tiou[:, 0] >= thresholds.min())[0]
+    if cand.size == 0:
+        return tp
+    cand = cand[np.lexsort((rank[idx[cand]], grp[cand]))]  # grouped, best score first within a group
+    groups, starts, sizes = np.unique(grp[cand], return_index=True, return_counts=True)
+    by_size = np.argsort(-sizes, kind="stable")  # active groups at step r are a prefix
+    starts, sizes = starts[by_size], sizes[by_size]
+    locked = np.zeros((groups.size, num_thr, max_gt), dtype=bool)  # [groups, K, Gmax]
+    thr = thresholds[None, :, None]  # [1, K, 1]
+    for r in range(int(sizes[0])):
+        n = int(np.count_nonzero(sizes > r))
+        rows = cand[starts[:n] + r]  # [n] one prediction per active group, in rank order
+        o = np.broadcast_to(order[rows][:, None, :], (n, num_thr, max_gt))  # [n, K, Gmax]
+        taken = np.take_along_axis(locked[:n], o, axis=2)  # [n, K, Gmax]
+        free = (sorted_tiou[rows][:, None, :] >= thr) & ~taken  # [n, K, Gmax]
+        hit = free.any(axis=2)  # [n, K]
+        first = free.argmax(axis=2)  # [n, K]
+        gi, ki = np.nonzero(hit)
+        locked[gi, ki, order[rows][gi, first[gi, ki]]] = True
+        tp[idx[rows]] = hit
+    return tp
+
+
+def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """VOC-2011 AP per row, the official ``interpolated_prec_rec``: ``[K, N]`` x ``[K, N]`` -> ``[K]``."""
+    num_thr = precision.shape[0]
+    mprec = np.hstack([np.zeros((num_thr, 1)), precision, np.zeros((num_thr, 1))])
+    mrec = np.hstack([np.zeros((num_thr, 1)), recall, np.ones((num_thr, 1))])
+    mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
+    out = np.zeros(num_thr)
+    for k in range(num_thr):
+        change = np.nonzero(mrec[k, 1:] != mrec[k, :-1])[0] + 1
+        out[k] = np.sum((mrec[k, change] - mrec[k, change - 1]) * mprec[k, change])
+    return out
