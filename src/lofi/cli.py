@@ -92,6 +92,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lofi.data.formats import load_annotations, read_results
+    from lofi.eval import evaluate_detection
+    from lofi.eval.detection import parse_tiou_thresholds
+    from lofi.eval.report import detection_metrics_json, write_metrics_json
+
+    try:
+        thresholds = parse_tiou_thresholds(args.tiou)
+        ground_truth = load_annotations(args.ground_truth, format=args.format).annotations
+        predictions = read_results(args.predictions)
+        result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset)
+    except (OSError, ValueError) as exc:
+        print(f"lofi evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(result.format())
+    counts = result.counts
+    if counts.num_outside_subset:
+        print(f"note: {counts.num_outside_subset} predictions are for videos outside the evaluated ground truth; "
+              f"they count as false positives")
+    if counts.num_unknown_label:
+        print(f"note: {counts.num_unknown_label} predictions have labels without ground truth in the subset; "
+              f"ignored")
+    if args.output:
+        write_metrics_json(detection_metrics_json(result), args.output)
+        print(f"metrics written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lofi", description="Temporal action localization with LoFi training.")
     parser.add_argument("--version", action="version", version=f"lofi {__version__}")
@@ -120,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--duration-tolerance", type=float, default=1.0, metavar="SEC",
                        help="allowed difference between annotated and file durations (default 1.0 s)")
     check.set_defaults(func=_cmd_data_check)
+
+    evaluate = commands.add_parser("evaluate", help="detection mAP of ActivityNet-format predictions")
+    evaluate.add_argument("--ground-truth", required=True, metavar="GT", help="ground truth annotations")
+    evaluate.add_argument("--predictions", required=True, metavar="PRED.json",
+                          help="ActivityNet results JSON: results.{video}[{label, score, segment}]")
+    evaluate.add_argument("--subset", default="validation", help="subset of the ground truth (default validation)")
+    evaluate.add_argument("--tiou", default="0.5:0.95:0.05",
+                          help="thresholds: START:STOP:STEP, a comma list, or thumos14 (default 0.5:0.95:0.05)")
+    evaluate.add_argument("--format", choices=["activitynet", "hacs", "thumos14", "csv"],
+                          help="ground truth format (default: from the path)")
+    evaluate.add_argument("--output", metavar="metrics.json", help="write the metrics as JSON")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")
     demo.add_argument("--out", default="lofi-demo", help="output folder (default ./lofi-demo)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from lofi.data.annotations import AnnotationError, AnnotationSet, Detection, Problem
-from lofi.data.formats.activitynet import read_activitynet, write_ground_truth, write_results
+from lofi.data.formats.activitynet import read_activitynet, read_results, write_ground_truth, write_results
 from lofi.data.formats.simple_csv import read_csv
 from lofi.data.formats.thumos import read_thumos14
 
@@ -38,6 +38,7 @@ __all__ = [
     "detect_format",
     "load_annotations",
     "read_activitynet",
+    "read_results",
     "read_csv",
     "read_thumos14",
     "write_ground_truth",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lofi.data.annotations import AnnotationSet, Detection, Problem, VideoAnnotation
-from lofi.data.validation import RawSegment, duplicate_id_problem, validate_video
+from lofi.data.validation import RawSegment, duplicate_id_problem, parse_number, validate_video
 
 #: What :func:`write_results` puts under ``external_data`` unless told otherwise.
 DEFAULT_EXTERNAL_DATA: Mapping[str, Any] = {"used": False, "details": ""}
@@ -228,3 +228,46 @@ def write_results(detections_by_video: Mapping[str, Iterable[Detection]], path: 
         "external_data": dict(DEFAULT_EXTERNAL_DATA if external_data is None else external_data),
     }
     _dump(data, path)
+
+
+def _results_entry(item: object, *, source: str, video_id: str, index: int) -> Detection:
+    where = f"{source}: video {video_id!r}: result {index}"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected an object with 'label', 'score' and 'segment', got {item!r}")
+    segment = item.get("segment")
+    if not isinstance(segment, list) or len(segment) != 2:
+        raise ValueError(f"{where}: 'segment' must be [start, end], got {segment!r}")
+    start, end, score = parse_number(segment[0]), parse_number(segment[1]), parse_number(item.get("score"))
+    if start is None or end is None:
+        raise ValueError(f"{where}: segment {segment!r} is not two numbers")
+    if score is None:
+        raise ValueError(f"{where}: score {item.get('score')!r} is not a number")
+    if end < start:
+        raise ValueError(f"{where}: segment end {end} < start {start}")
+    label = item.get("label")
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"{where}: 'label' must be a non-empty string, got {label!r}")
+    return Detection(start_sec=start, end_sec=end, label=label, score=score)
+
+
+def read_results(path: str | os.PathLike) -> dict[str, list[Detection]]:
+    """Read an ActivityNet results file (``results.{video}[{label, score, segment}]``).
+
+    Numbers given as strings are accepted. A malformed file raises ``ValueError`` naming the file and the entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: predictions file not found")
+    data, problems = _load_json(path)
+    if problems:
+        raise ValueError(str(problems[0]))
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'results' object of videos")
+    detections: dict[str, list[Detection]] = {}
+    for video_id, items in results.items():
+        if not isinstance(items, list):
+            raise ValueError(f"{path}: video {video_id!r}: expected a list of results, got {type(items).__name__}")
+        detections[video_id] = [_results_entry(item, source=str(path), video_id=video_id, index=i)
+                                for i, item in enumerate(items, start=1)]
+    return detections
