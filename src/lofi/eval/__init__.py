@@ -1,4 +1,4 @@
-"""Evaluation: temporal action detection mAP as the official ActivityNet evaluator computes it."""
+"""Evaluation: detection mAP and proposal AR@AN as the official ActivityNet evaluators compute them."""
 
 from lofi.eval.detection import (
     ACTIVITYNET_TIOU_THRESHOLDS,
@@ -8,6 +8,7 @@ from lofi.eval.detection import (
     evaluate_detection,
     parse_tiou_thresholds,
 )
+from lofi.eval.proposals import REPORTED_AN, ProposalCounts, ProposalResult, evaluate_proposals
 from lofi.eval.tiou import segment_tiou
 
 __all__ = [
@@ -15,7 +16,11 @@ __all__ = [
     "THUMOS14_TIOU_THRESHOLDS",
     "DetectionCounts",
     "DetectionResult",
+    "ProposalCounts",
+    "ProposalResult",
+    "REPORTED_AN",
     "evaluate_detection",
+    "evaluate_proposals",
     "parse_tiou_thresholds",
     "segment_tiou",
 ]
