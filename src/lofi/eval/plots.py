@@ -1,0 +1,177 @@
+"""PNG plots of detection results: mAP against tIoU, per-class AP, and one video's timeline.
+
+Uses matplotlib's object API (:class:`matplotlib.figure.Figure` with the Agg canvas), so nothing touches
+pyplot's global state or needs a display; every function writes a PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from lofi.data.annotations import Detection, VideoAnnotation
+from lofi.eval.detection import DetectionResult
+
+__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_detection_timeline", "class_colors"]
+
+DPI = 120
+# Qualitative palettes, concatenated: 60 distinct colours before any repeats.
+_PALETTES = ("tab20", "tab20b", "tab20c")
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """A fixed RGBA colour per class, by its index in ``classes`` (cycles after 60 classes)."""
+    from matplotlib import colormaps
+
+    palette = []
+    for name in _PALETTES:
+        colors = list(colormaps[name].colors)
+        # tab20 pairs each hue with a lighter shade; take the strong shades first so neighbours differ.
+        step = 2 if name == "tab20" else 4
+        palette += [c for offset in range(step) for c in colors[offset::step]]
+    return {label: to_rgba(palette[i % len(palette)]) for i, label in enumerate(classes)}
+
+
+def plot_map_vs_tiou(result: DetectionResult, path: str | Path) -> Path:
+    """mAP (%) at each tIoU threshold, as a line with markers; the average mAP goes in the title."""
+    thresholds = np.asarray(result.tiou_thresholds, dtype=float)
+    maps = 100.0 * np.asarray(result.mAP, dtype=float)
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(thresholds, maps, marker="o", color="tab:blue")
+    for x, y in zip(thresholds, maps):
+        ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xlabel("tIoU threshold")
+    ax.set_ylabel("mAP (%)")
+    ax.set_ylim(0, 100)
+    if len(thresholds):
+        ax.set_xticks(thresholds)
+        ax.set_xticklabels([f"{t:.2f}" for t in thresholds], rotation=45 if len(thresholds) > 6 else 0)
+        pad = 0.05 * max(float(np.ptp(thresholds)), 0.1)
+        ax.set_xlim(thresholds.min() - pad, thresholds.max() + pad)
+    ax.grid(True, alpha=0.4)
+    ax.set_title(f"mAP vs tIoU (average mAP {100.0 * result.average_mAP:.2f}%)")
+    return _save(fig, path)
+
+
+def plot_per_class_ap(result: DetectionResult, path: str | Path, *, tiou_index: int | None = None) -> Path:
+    """Per-class AP (%) as horizontal bars, best class on top.
+
+    With ``tiou_index`` None the AP is averaged over the thresholds; otherwise it is the AP at
+    ``result.tiou_thresholds[tiou_index]``. The figure grows with the number of classes.
+    """
+    labels = list(result.ap)
+    matrix = result.ap_matrix
+    if tiou_index is None:
+        values = matrix.mean(axis=1) if matrix.size else np.zeros(len(labels))
+        what = "averaged over tIoU " + (
+            f"{result.tiou_thresholds[0]:.2f}-{result.tiou_thresholds[-1]:.2f}" if len(result.tiou_thresholds) else ""
+        )
+    else:
+        values = matrix[:, tiou_index] if len(labels) else np.zeros(0)
+        what = f"at tIoU {float(result.tiou_thresholds[tiou_index]):.2f}"
+    values = 100.0 * np.asarray(values, dtype=float)
+    order = np.argsort(-values, kind="stable")
+    labels = [labels[i] for i in order]
+    values = values[order]
+
+    n = len(labels)
+    fontsize = 9 if n <= 30 else 7 if n <= 80 else 6
+    row_in = max(fontsize, 6) * 1.6 / 72  # inches per bar
+    height = min(max(2.5, 1.3 + n * row_in), 400)
+    longest = max((len(s) for s in labels), default=4)
+    width = min(max(6.4, 3.5 + 0.075 * longest), 14)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    ax.barh(y, values, color="tab:blue", height=0.75)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=fontsize)
+    if n:
+        ax.set_ylim(n - 0.5, -0.5)
+    for yi, v in zip(y, values):
+        ax.text(v + 1, yi, f"{v:.1f}", va="center", fontsize=fontsize - 1)
+    ax.set_xlim(0, 108)
+    ax.set_xlabel("AP (%)")
+    ax.grid(True, axis="x", alpha=0.4)
+    ax.set_axisbelow(True)
+    ax.set_title(f"Per-class AP {what} ({n} classes, mAP {values.mean() if n else 0.0:.2f}%)", fontsize=10)
+    if n > 40:
+        ax.tick_params(axis="x", labeltop=True, top=True)
+    return _save(fig, path)
+
+
+def plot_detection_timeline(
+    video: VideoAnnotation,
+    detections: Sequence[Detection],
+    path: str | Path,
+    *,
+    classes: Sequence[str],
+    top_k: int = 20,
+) -> Path:
+    """Ground truth on the top row, then the ``top_k`` best-scored predictions one per row (alpha = score).
+
+    Colours are fixed per class by its index in ``classes``; labels not in ``classes`` are grey. The x axis
+    runs from 0 to the video's duration (or to the last segment end when the duration is unknown).
+    """
+    colors = class_colors(classes)
+    grey = to_rgba("0.5")
+    top = sorted(detections, key=lambda d: d.score, reverse=True)[: max(int(top_k), 0)]
+
+    ends = [s.end_sec for s in video.segments] + [d.end_sec for d in top]
+    duration = video.duration_sec if video.duration_sec else max(ends, default=1.0)
+    duration = max(float(duration), 1e-6)
+
+    rows = 1 + len(top)
+    fig = Figure(figsize=(10, min(max(2.6, 1.6 + 0.24 * rows), 40)), layout="constrained")
+    ax = fig.add_subplot()
+    used: dict[str, tuple] = {}
+
+    for seg in video.segments:
+        c = colors.get(seg.label, grey)
+        used.setdefault(seg.label, c)
+        ax.broken_barh([(seg.start_sec, seg.end_sec - seg.start_sec)], (-0.4, 0.8), facecolors=c,
+                       edgecolors="black", linewidth=0.8)
+    for start, end in video.ignore_regions_sec:
+        ax.broken_barh([(start, end - start)], (-0.4, 0.8), facecolors="none", edgecolors="0.4", hatch="//",
+                       linewidth=0.5)
+
+    for i, det in enumerate(top, start=1):
+        c = colors.get(det.label, grey)
+        used.setdefault(det.label, c)
+        alpha = float(np.clip(det.score, 0.05, 1.0))
+        ax.broken_barh([(det.start_sec, det.end_sec - det.start_sec)], (i - 0.35, 0.7), facecolors=[(*c[:3], alpha)],
+                       edgecolors=[(*c[:3], 1.0)], linewidth=0.6)
+
+    ax.axhline(0.5, color="black", linewidth=0.8)
+    ax.set_yticks(range(rows))
+    fs = 8 if rows <= 25 else 6
+    ax.set_yticklabels(["ground truth"] + [f"#{i} {d.score:.2f}" for i, d in enumerate(top, start=1)], fontsize=fs)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_xlim(0, duration)
+    ax.set_xlabel("time (s)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(f"{video.video_id}: ground truth ({len(video.segments)}) and top-{len(top)} predictions "
+                 f"of {len(detections)}", fontsize=10)
+    if used:
+        order = {label: i for i, label in enumerate(classes)}
+        labels = sorted(used, key=lambda s: (order.get(s, len(order)), s))
+        handles = [Patch(facecolor=used[label], edgecolor="black", label=label) for label in labels]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+                  ncols=1 if len(labels) <= 25 else 2)
+    return _save(fig, path)
