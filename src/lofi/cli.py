@@ -117,6 +117,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         write_metrics_json(detection_metrics_json(result), args.output)
         print(f"metrics written to {args.output}")
+    if args.plots:
+        from lofi.eval.plots import write_evaluation_plots
+
+        for path in write_evaluation_plots(result, ground_truth.subset(args.subset), predictions, args.plots):
+            print(f"wrote {path}")
     return 0
 
 
@@ -159,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", choices=["activitynet", "hacs", "thumos14", "csv"],
                           help="ground truth format (default: from the path)")
     evaluate.add_argument("--output", metavar="metrics.json", help="write the metrics as JSON")
+    evaluate.add_argument("--plots", metavar="DIR",
+                          help="write PNGs: mAP vs tIoU, per-class AP, detection timelines of a few videos")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")

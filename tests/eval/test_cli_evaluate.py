@@ -65,3 +65,13 @@ def test_malformed_predictions_name_the_file_and_entry(tmp_path, capsys, bad_ent
     assert main(["evaluate", "--ground-truth", str(gt), "--predictions", str(pred)]) == 2
     err = capsys.readouterr().err
     assert "pred.json" in err and "'v1'" in err and "result 2" in err and message in err
+
+
+def test_plots_are_written(tmp_path, capsys):
+    gt, pred = _files(tmp_path)
+    assert main(["evaluate", "--ground-truth", str(gt), "--predictions", str(pred), "--plots",
+                 str(tmp_path / "plots")]) == 0
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["map_vs_tiou.png", "per_class_ap.png", "timeline_v1.png"]
+    for name in names:
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

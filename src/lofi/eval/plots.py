@@ -6,8 +6,9 @@ pyplot's global state or needs a display; every function writes a PNG and return
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -15,7 +16,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from lofi.data.annotations import Detection, VideoAnnotation
+from lofi.data.annotations import AnnotationSet, Detection, VideoAnnotation
 from lofi.eval.detection import DetectionResult
 
 __all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_detection_timeline", "class_colors"]
@@ -175,3 +176,15 @@ def plot_detection_timeline(
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
                   ncols=1 if len(labels) <= 25 else 2)
     return _save(fig, path)
+
+
+def write_evaluation_plots(result: DetectionResult, ground_truth: AnnotationSet,
+                           predictions: Mapping[str, Sequence[Detection]], out_dir: str | os.PathLike, *,
+                           num_timelines: int = 3) -> list[Path]:
+    """The pictures of ``lofi evaluate --plots``: mAP vs tIoU, per-class AP, and timelines of the first videos."""
+    out = Path(out_dir)
+    paths = [plot_map_vs_tiou(result, out / "map_vs_tiou.png"), plot_per_class_ap(result, out / "per_class_ap.png")]
+    for video_id in sorted(ground_truth.videos)[:num_timelines]:
+        paths.append(plot_detection_timeline(ground_truth[video_id], predictions.get(video_id, []),
+                                             out / f"timeline_{video_id}.png", classes=ground_truth.classes))
+    return paths
