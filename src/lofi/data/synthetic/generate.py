@@ -6,6 +6,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from multiprocessing import get_context
@@ -162,19 +163,17 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, *, wor
     workers = workers or min(os.cpu_count() or 1, len(jobs))
     start = time.perf_counter()
     total_frames = 0
-    bar = tqdm(total=len(jobs), unit="video", desc="synth", disable=not progress)
-    if workers <= 1:
-        for job in jobs:
-            total_frames += _render_and_write(job)
+    with ExitStack() as stack:
+        if workers <= 1:
+            frame_counts = map(_render_and_write, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")))
+            frame_counts = pool.map(_render_and_write, jobs)
+        bar = stack.enter_context(tqdm(total=len(jobs), unit="video", desc="synth", disable=not progress))
+        for frames in frame_counts:
+            total_frames += frames
             bar.update()
             bar.set_postfix(fps=f"{total_frames / (time.perf_counter() - start):.0f}")
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for frames in pool.map(_render_and_write, jobs):
-                total_frames += frames
-                bar.update()
-                bar.set_postfix(fps=f"{total_frames / (time.perf_counter() - start):.0f}")
-    bar.close()
     seconds = time.perf_counter() - start
     annotations_path = root / ANNOTATIONS_FILE
     write_ground_truth(annotations, annotations_path)
