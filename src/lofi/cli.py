@@ -93,7 +93,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from lofi.data.formats import load_annotations, read_results
+    from lofi.data.formats import load_annotations, read_results_table
     from lofi.eval import evaluate_detection
     from lofi.eval.detection import parse_tiou_thresholds
     from lofi.eval.report import detection_metrics_json, write_metrics_json
@@ -101,8 +101,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         thresholds = parse_tiou_thresholds(args.tiou)
         ground_truth = load_annotations(args.ground_truth, format=args.format).annotations
-        predictions = read_results(args.predictions)
-        result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset)
+        predictions = read_results_table(args.predictions)
+        result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset,
+                                    keep_curves=bool(args.plots))
     except (OSError, ValueError) as exc:
         print(f"lofi evaluate: {exc}", file=sys.stderr)
         return 2
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="ground truth format (default: from the path)")
     evaluate.add_argument("--output", metavar="metrics.json", help="write the metrics as JSON")
     evaluate.add_argument("--plots", metavar="DIR",
-                          help="write PNGs: mAP vs tIoU, per-class AP, detection timelines of a few videos")
+                          help="write PNGs: mAP vs tIoU, per-class AP, precision-recall, timelines of a few videos")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")

@@ -72,6 +72,6 @@ def test_plots_are_written(tmp_path, capsys):
     assert main(["evaluate", "--ground-truth", str(gt), "--predictions", str(pred), "--plots",
                  str(tmp_path / "plots")]) == 0
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert names == ["map_vs_tiou.png", "per_class_ap.png", "timeline_v1.png"]
+    assert names == ["map_vs_tiou.png", "per_class_ap.png", "precision_recall.png", "timeline_v1.png"]
     for name in names:
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -213,3 +213,43 @@ def test_no_predictions_scores_zero():
         res = _both(gt, preds)
         np.testing.assert_array_equal(res.mAP, 0.0)
         assert res.counts.num_predictions == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_table_input_gives_the_same_result(seed):
+    from lofi.data.detection_table import DetectionTable
+
+    gt, preds = _random_case(seed, tie_scores=seed % 2 == 0)
+    from_mapping = evaluate_detection(gt, preds)
+    from_table = evaluate_detection(gt, DetectionTable.from_mapping(preds))
+    np.testing.assert_array_equal(from_table.ap_matrix, from_mapping.ap_matrix)
+    assert from_table.counts == from_mapping.counts
+
+
+def test_kept_curves_are_the_ranked_precision_recall_points():
+    # class run: ranked hit, miss, hit against 2 GT -> precision 1, 1/2, 2/3 and recall 1/2, 1/2, 1
+    gt = _gt({"a": [(0, 10, "run"), (20, 30, "run")], "b": [(0, 5, "jump")]})
+    preds = {"a": [Detection(0, 10, "run", 0.9), Detection(50, 60, "run", 0.8), Detection(20, 30, "run", 0.7)]}
+    result = evaluate_detection(gt, preds, tiou_thresholds=[0.5, 0.7], keep_curves=True)
+    assert set(result.curves) == {"jump", "run"}
+    run = result.curves["run"]
+    np.testing.assert_allclose(run.precision, [[1, 1 / 2, 2 / 3]] * 2)
+    np.testing.assert_allclose(run.recall, [[1 / 2, 1 / 2, 1]] * 2)
+    assert result.curves["jump"].precision.shape == (2, 0)
+    assert evaluate_detection(gt, preds).curves == {}
+
+
+def test_kept_curves_integrate_to_the_ap():
+    from lofi.eval.plots import interpolated_precision
+
+    gt, preds = _random_case(3)
+    result = evaluate_detection(gt, preds, keep_curves=True)
+    grid = np.linspace(0, 1, 100001)
+    for label, pr in result.curves.items():
+        for k in range(len(result.tiou_thresholds)):
+            if pr.precision.shape[1] == 0:
+                assert result.ap[label][k] == 0
+                continue
+            # the interpolated precision is a step function of recall; a fine Riemann sum approaches the AP
+            area = np.mean(interpolated_precision(pr.precision[k], pr.recall[k], grid[1:]))
+            assert area == pytest.approx(result.ap[label][k], abs=2e-4)

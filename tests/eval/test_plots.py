@@ -102,3 +102,51 @@ def test_class_colors_consistent() -> None:
     b = class_colors(_classes(50))
     assert a == b
     assert len(set(list(a.values())[:20])) == 20
+
+
+def _evaluated(num_classes: int):
+    from lofi.data.annotations import AnnotationSet
+    from lofi.eval import evaluate_detection
+
+    classes = _classes(num_classes)
+    rng = np.random.default_rng(num_classes)
+    videos, preds = [], {}
+    for v in range(max(4, num_classes)):
+        segs = tuple(Segment(float(s), float(s + 8), classes[int(rng.integers(num_classes))])
+                     for s in (5.0, 30.0, 60.0))
+        videos.append(VideoAnnotation(f"v{v}", "validation", segs, duration_sec=80.0))
+        preds[f"v{v}"] = [Detection(seg.start_sec + float(rng.normal(0, 2)), seg.end_sec + float(rng.normal(0, 2)),
+                                    seg.label if rng.uniform() < 0.7 else classes[int(rng.integers(num_classes))],
+                                    float(rng.uniform())) for seg in segs for _ in range(3)]
+    return evaluate_detection(AnnotationSet.from_videos(videos), preds, keep_curves=True)
+
+
+@pytest.mark.parametrize("num_classes", [1, 5, 50])
+def test_precision_recall(tmp_path: Path, num_classes: int) -> None:
+    from lofi.eval.plots import plot_precision_recall
+
+    out = plot_precision_recall(_evaluated(num_classes), tmp_path / "pr.png")
+    width, height = _png_size(out)
+    assert 1000 <= width <= 2500 and 400 <= height <= 800  # three panels side by side
+
+
+def test_precision_recall_needs_curves_and_valid_indices(tmp_path: Path) -> None:
+    from lofi.eval.plots import plot_precision_recall
+
+    with pytest.raises(ValueError, match="keep_curves=True"):
+        plot_precision_recall(_result(3), tmp_path / "pr.png")
+    with pytest.raises(ValueError, match="out of range"):
+        plot_precision_recall(_evaluated(2), tmp_path / "pr.png", tiou_indices=[10])
+    one = plot_precision_recall(_evaluated(2), tmp_path / "one.png", tiou_indices=[0])
+    assert _png_size(one)[0] < 1000
+
+
+def test_interpolated_precision_hand_computed() -> None:
+    from lofi.eval.plots import interpolated_precision
+
+    # points (recall, precision): (0.5, 1), (0.5, 0.5), (1, 2/3): envelope 1 up to recall 0.5, then 2/3
+    values = interpolated_precision(np.array([1, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0]),
+                                    np.array([0.0, 0.5, 0.51, 1.0]))
+    np.testing.assert_allclose(values, [1, 1, 2 / 3, 2 / 3])
+    # recall never reaches 1: precision 0 beyond the last point
+    np.testing.assert_allclose(interpolated_precision(np.array([1.0]), np.array([0.5]), np.array([0.6])), [0])

@@ -25,13 +25,14 @@ the greedy step runs over prediction rank within a (class, video) group, for all
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from lofi.data.annotations import AnnotationSet, Detection
+from lofi.data.detection_table import DetectionTable
 from lofi.eval.tiou import _paired_tiou
 
 #: The ActivityNet thresholds: 0.50, 0.55, ..., 0.95 (exactly the official ``np.linspace(0.5, 0.95, 10)``).
@@ -61,15 +62,28 @@ class DetectionCounts:
     num_unknown_label: int  # predictions whose label has no ground truth in the subset: ignored
 
 
+#: Predictions as the evaluator takes them: ``{video_id: [Detection, ...]}`` or a :class:`DetectionTable`.
+Predictions = Union[Mapping[str, Sequence[Detection]], DetectionTable]
+
+
+@dataclass(frozen=True)
+class PrecisionRecall:
+    """One class's raw precision-recall points, one per ranked prediction, at every threshold."""
+
+    precision: np.ndarray  # [K, Nc]
+    recall: np.ndarray  # [K, Nc]
+
+
 @dataclass(frozen=True)
 class DetectionResult:
-    """Per-threshold mAP, its mean, and per-class AP."""
+    """Per-threshold mAP, its mean, per-class AP and, when asked for, per-class precision-recall points."""
 
     tiou_thresholds: np.ndarray  # [K]
     mAP: np.ndarray  # [K]
     average_mAP: float
     ap: dict[str, np.ndarray]  # label -> [K], for every evaluated class (sorted labels)
     counts: DetectionCounts
+    curves: dict[str, PrecisionRecall] = field(default_factory=dict)  # label -> points; empty unless kept
 
     @property
     def ap_matrix(self) -> np.ndarray:
@@ -131,23 +145,33 @@ def _check_detection(video_id: str, det: Detection) -> None:
                          f"fix the decoder or drop the detection")
 
 
-def evaluate_detection(ground_truth: AnnotationSet, predictions: Mapping[str, Sequence[Detection]], *,
-                       tiou_thresholds: ArrayLike = ACTIVITYNET_TIOU_THRESHOLDS,
-                       subset: str | None = "validation") -> DetectionResult:
-    """Detection mAP of ``predictions`` (video id -> detections) against the ``subset`` of ``ground_truth``.
+def as_detection_table(predictions: Predictions) -> DetectionTable:
+    """``predictions`` as a :class:`DetectionTable` (a table is returned as is)."""
+    return predictions if isinstance(predictions, DetectionTable) else DetectionTable.from_mapping(predictions)
 
-    ``subset=None`` evaluates every video. See the module docstring for the exact algorithm. Raises ValueError
-    when the subset has no ground-truth segment, or a detection is non-finite or has end < start.
+
+def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
+                       tiou_thresholds: ArrayLike = ACTIVITYNET_TIOU_THRESHOLDS,
+                       subset: str | None = "validation", keep_curves: bool = False) -> DetectionResult:
+    """Detection mAP of ``predictions`` against the ``subset`` of ``ground_truth``.
+
+    ``predictions`` is ``{video_id: [Detection, ...]}`` or, faster, a :class:`DetectionTable`
+    (:func:`lofi.data.formats.read_results_table`). ``subset=None`` evaluates every video. ``keep_curves`` keeps
+    each class's precision-recall points in ``result.curves``. See the module docstring for the exact algorithm.
+    Raises ValueError when the subset has no ground-truth segment, or a detection is non-finite or has end < start.
     """
     thresholds = _check_thresholds(tiou_thresholds)  # [K]
     num_thr = thresholds.size
     gt_set = _evaluated_set(ground_truth, subset)
+    table = as_detection_table(predictions)
+    table.check()
 
     # --- ground truth, grouped by (class, video); segments kept in annotation order within a group
     classes = tuple(sorted({s.label for v in gt_set for s in v.segments}))
     if not classes:
         raise ValueError(f"{ground_truth.source}: no ground-truth segments in subset {subset!r}; nothing to "
                          f"evaluate (pick another subset, or subset=None for all videos)")
+    num_classes = len(classes)
     class_of = {label: i for i, label in enumerate(classes)}
     video_of = {vid: i for i, vid in enumerate(gt_set.videos)}
     num_videos = len(video_of)
@@ -158,78 +182,75 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Mapping[str, Se
             group_segments.setdefault(class_of[seg.label] * num_videos + vi, []).append((seg.start_sec, seg.end_sec))
     group_keys = np.array(sorted(group_segments), dtype=np.int64)  # [Gr]
     gt_count = np.array([len(group_segments[k]) for k in group_keys], dtype=np.int64)  # [Gr]
-    max_gt = int(gt_count.max())
-    gt_segs = np.zeros((group_keys.size, max_gt, 2))  # [Gr, Gmax, 2], zero padded
+    gt_segs = np.zeros((group_keys.size, int(gt_count.max()), 2))  # [Gr, Gmax, 2], zero padded
     for g, key in enumerate(group_keys):
         gt_segs[g, :gt_count[g]] = group_segments[int(key)]
-    npos = np.bincount(group_keys // num_videos, weights=gt_count, minlength=len(classes))  # [C]
+    npos = np.bincount(group_keys // num_videos, weights=gt_count, minlength=num_classes)  # [C]
 
-    # --- predictions, flattened in input order; labels without ground truth are counted and dropped
-    pred_video = list(predictions)
-    video_idx = np.array([video_of.get(v, -1) for v in pred_video], dtype=np.int64)  # [P]
-    per_video = np.array([len(predictions[v]) for v in pred_video], dtype=np.int64)  # [P]
-    owner = np.repeat(np.arange(len(pred_video)), per_video)  # [M] position in pred_video of each detection
-    all_dets = [det for v in pred_video for det in predictions[v]]
-    all_rows = np.array([(d.start_sec, d.end_sec, d.score) for d in all_dets],
-                        dtype=np.float64).reshape(-1, 3)  # [M, 3] start, end, score
-    bad = ~np.isfinite(all_rows).all(axis=1) | (all_rows[:, 1] < all_rows[:, 0])
-    if bad.any():
-        first = int(np.argmax(bad))
-        _check_detection(pred_video[owner[first]], all_dets[first])
-    all_cls = np.array([class_of.get(d.label, -1) for d in all_dets], dtype=np.int64)  # [M]
-    keep = all_cls >= 0
-    num_predictions = len(all_dets)
-    num_unknown_label = int(num_predictions - np.count_nonzero(keep))
+    # --- predictions in input order; labels without ground truth are counted and dropped
+    class_of_label = np.array([class_of.get(label, -1) for label in table.labels] + [-1], dtype=np.int64)  # [L+1]
+    video_of_table = np.array([video_of.get(v, -1) for v in table.video_ids] + [-1], dtype=np.int64)  # [Vt+1]
+    all_cls = class_of_label[table.label_index]  # [M]
+    keep = np.nonzero(all_cls >= 0)[0]
     cls = all_cls[keep]  # [N]
-    vid = video_idx[owner[keep]]  # [N]
-    rows = all_rows[keep]  # [N, 3]
+    vid = video_of_table[table.video_index[keep]]  # [N], -1 outside the subset
+    segs = table.segments_sec[keep]  # [N, 2]
+    scores = table.scores[keep]  # [N]
     num_pred = cls.size
 
     # --- rank within class: the official np.argsort(scores)[::-1] on the class's scores in input order
-    by_class = np.argsort(cls, kind="stable")  # [N], classes contiguous, input order kept inside
-    class_start = np.searchsorted(cls[by_class], np.arange(len(classes) + 1))  # [C+1]
+    by_class = np.argsort(cls.astype(np.int32), kind="stable")  # [N], classes contiguous, input order inside
+    class_start = np.concatenate([[0], np.cumsum(np.bincount(cls, minlength=num_classes))])  # [C+1]
     ranked = np.empty(num_pred, dtype=np.int64)  # [N] prediction indices, class blocks, best first
-    rank = np.empty(num_pred, dtype=np.int64)  # [N] rank of each prediction within its class
-    for c in range(len(classes)):
+    for c in range(num_classes):
         block = by_class[class_start[c]:class_start[c + 1]]
-        order = block[np.argsort(rows[block, 2])[::-1]]
-        ranked[class_start[c]:class_start[c + 1]] = order
-        rank[order] = np.arange(order.size)
+        ranked[class_start[c]:class_start[c + 1]] = block[np.argsort(scores[block])[::-1]]
+    rank = np.empty(num_pred, dtype=np.int64)  # [N] rank of each prediction within its class
+    rank[ranked] = np.arange(num_pred) - np.repeat(class_start[:-1], np.diff(class_start))
 
-    tp = _match(cls * num_videos + vid, vid >= 0, rank, rows[:, :2], group_keys, gt_count, gt_segs,
-                thresholds)  # [N, K]
+    # --- group of each prediction: dense (class, video) -> group lookup, -1 where there is no ground truth
+    group_of_key = np.full(num_classes * num_videos, -1, dtype=np.int64)
+    group_of_key[group_keys] = np.arange(group_keys.size)
+    group = np.where(vid >= 0, group_of_key[cls * num_videos + np.maximum(vid, 0)], -1)  # [N]
+    tp = _match(group, rank, segs, gt_count, gt_segs, thresholds)  # [N, K]
 
-    # --- AP per class on the ranked true positives
-    ap = np.zeros((len(classes), num_thr))  # [C, K]
-    for c in range(len(classes)):
-        order = ranked[class_start[c]:class_start[c + 1]]
-        if order.size == 0:
-            continue
-        hits = tp[order].T.astype(np.float64)  # [K, Nc]
-        tp_cum = np.cumsum(hits, axis=1)
-        fp_cum = np.cumsum(1.0 - hits, axis=1)
-        ap[c] = _interpolated_ap(tp_cum / (tp_cum + fp_cum), tp_cum / npos[c])
+    # --- AP per class on the ranked true positives: cumulative counts per class block
+    hits = tp[ranked].T  # [K, N] in ranked order
+    tp_cum = np.cumsum(hits, axis=1, dtype=np.int64)  # [K, N] running over all blocks
+    offsets = np.concatenate([np.zeros((num_thr, 1), dtype=np.int64), tp_cum], axis=1)[:, class_start[:-1]]
+    tp_cum = tp_cum - np.repeat(offsets, np.diff(class_start), axis=1)  # [K, N], restarted at each class
+    seen = np.arange(1, num_pred + 1) - np.repeat(class_start[:-1], np.diff(class_start))  # [N] tp + fp
+    precision = tp_cum / seen.astype(np.float64)  # [K, N]
+    recall = tp_cum / np.repeat(npos, np.diff(class_start))  # [K, N]
+    ap = np.zeros((num_classes, num_thr))  # [C, K]
+    curves: dict[str, PrecisionRecall] = {}
+    for c in range(num_classes):
+        lo, hi = class_start[c], class_start[c + 1]
+        if hi > lo:
+            ap[c] = _interpolated_ap(precision[:, lo:hi], recall[:, lo:hi])
+        if keep_curves:
+            curves[classes[c]] = PrecisionRecall(precision=precision[:, lo:hi].copy(), recall=recall[:, lo:hi].copy())
 
     mean_ap = ap.mean(axis=0)  # [K]
     counts = DetectionCounts(
-        num_classes=len(classes), num_videos=num_videos, num_ground_truth=int(gt_count.sum()),
-        num_predictions=num_predictions, num_evaluated=num_pred,
-        num_outside_subset=int(np.count_nonzero(vid < 0)), num_unknown_label=num_unknown_label)
+        num_classes=num_classes, num_videos=num_videos, num_ground_truth=int(gt_count.sum()),
+        num_predictions=len(table), num_evaluated=num_pred,
+        num_outside_subset=int(np.count_nonzero(vid < 0)), num_unknown_label=len(table) - num_pred)
     return DetectionResult(tiou_thresholds=thresholds, mAP=mean_ap, average_mAP=float(mean_ap.mean()),
-                           ap={label: ap[i] for i, label in enumerate(classes)}, counts=counts)
+                           ap={label: ap[i] for i, label in enumerate(classes)}, counts=counts, curves=curves)
 
 
-def _match(key: np.ndarray, known_video: np.ndarray, rank: np.ndarray, segs: np.ndarray, group_keys: np.ndarray,
-           gt_count: np.ndarray, gt_segs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Greedy official matching for all predictions and thresholds -> true-positive flags ``[N, K]``."""
-    num_pred, num_thr = key.size, thresholds.size
+def _match(group: np.ndarray, rank: np.ndarray, segs: np.ndarray, gt_count: np.ndarray, gt_segs: np.ndarray,
+           thresholds: np.ndarray) -> np.ndarray:
+    """Greedy official matching for all predictions and thresholds -> true-positive flags ``[N, K]``.
+
+    ``group`` is each prediction's (class, video) ground-truth group, -1 where there is none."""
+    num_pred, num_thr = group.size, thresholds.size
     tp = np.zeros((num_pred, num_thr), dtype=bool)  # [N, K]
-    pos = np.searchsorted(group_keys, key).clip(max=group_keys.size - 1)
-    in_group = known_video & (group_keys[pos] == key)
-    idx = np.nonzero(in_group)[0]  # [n] predictions with ground truth of their class in their video
+    idx = np.nonzero(group >= 0)[0]  # [n] predictions with ground truth of their class in their video
     if idx.size == 0:
         return tp
-    grp = pos[idx]  # [n]
+    grp = group[idx]  # [n]
     max_gt = gt_segs.shape[1]
     tiou = _paired_tiou(segs[idx, None, :], gt_segs[grp])  # [n, Gmax]
 
@@ -268,13 +289,12 @@ def _match(key: np.ndarray, known_video: np.ndarray, rank: np.ndarray, segs: np.
 
 
 def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-    """VOC-2011 AP per row, the official ``interpolated_prec_rec``: ``[K, N]`` x ``[K, N]`` -> ``[K]``."""
+    """VOC-2011 AP per row, the official ``interpolated_prec_rec``: ``[K, N]`` x ``[K, N]`` -> ``[K]``.
+
+    Precision is made monotone from the right and summed over the points where recall changes; a point where it
+    does not change adds an exact 0, so the sum runs over every point."""
     num_thr = precision.shape[0]
     mprec = np.hstack([np.zeros((num_thr, 1)), precision, np.zeros((num_thr, 1))])
     mrec = np.hstack([np.zeros((num_thr, 1)), recall, np.ones((num_thr, 1))])
     mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
-    out = np.zeros(num_thr)
-    for k in range(num_thr):
-        change = np.nonzero(mrec[k, 1:] != mrec[k, :-1])[0] + 1
-        out[k] = np.sum((mrec[k, change] - mrec[k, change - 1]) * mprec[k, change])
-    return out
+    return np.sum(np.diff(mrec, axis=1) * mprec[:, 1:], axis=1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,9 +17,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from lofi.data.annotations import AnnotationSet, Detection, VideoAnnotation
-from lofi.eval.detection import DetectionResult
+from lofi.data.detection_table import DetectionTable
+from lofi.eval.detection import DetectionResult, Predictions
 
-__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_detection_timeline", "class_colors"]
+__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_precision_recall", "plot_detection_timeline",
+           "class_colors", "interpolated_precision", "write_evaluation_plots"]
 
 DPI = 120
 # Qualitative palettes, concatenated: 60 distinct colours before any repeats.
@@ -116,6 +118,69 @@ def plot_per_class_ap(result: DetectionResult, path: str | Path, *, tiou_index: 
     return _save(fig, path)
 
 
+def interpolated_precision(precision: np.ndarray, recall: np.ndarray, recall_grid: np.ndarray) -> np.ndarray:
+    """The VOC interpolated precision (the best precision at recall >= r) at each ``recall_grid`` point.
+
+    ``precision`` and ``recall`` are one class's ranked points ``[N]`` at one threshold; 0 beyond the last
+    recall reached. The area under it is the class's AP."""
+    envelope = np.maximum.accumulate(np.append(precision, 0.0)[::-1])[::-1]  # [N+1]
+    return envelope[np.searchsorted(recall, recall_grid, side="left")]
+
+
+def _default_pr_thresholds(num_thresholds: int) -> list[int]:
+    return sorted({0, num_thresholds // 2, num_thresholds - 1}) if num_thresholds else []
+
+
+def plot_precision_recall(result: DetectionResult, path: str | Path, *,
+                          tiou_indices: Sequence[int] | None = None, max_legend_classes: int = 10) -> Path:
+    """Interpolated precision-recall curves, one panel per chosen tIoU (default: lowest, middle, highest).
+
+    Each panel shows every class's curve (coloured with a legend up to ``max_legend_classes`` classes, thin grey
+    lines beyond) and, in black, the mean over classes of the interpolated precision, whose area is the mAP.
+    Needs ``evaluate_detection(..., keep_curves=True)``.
+    """
+    if not result.curves:
+        raise ValueError("the result has no precision-recall points: evaluate with keep_curves=True")
+    num_thr = len(result.tiou_thresholds)
+    indices = list(_default_pr_thresholds(num_thr) if tiou_indices is None else tiou_indices)
+    for k in indices:
+        if not 0 <= k < num_thr:
+            raise ValueError(f"tiou index {k} out of range: the result has {num_thr} thresholds")
+    labels = list(result.ap)
+    colors = class_colors(labels)
+    coloured = len(labels) <= max_legend_classes
+    grid = np.linspace(0.0, 1.0, 201)  # [R]
+    fig = Figure(figsize=(4.2 * max(len(indices), 1) + (2.6 if coloured else 0.4), 4.4), layout="constrained")
+    axes = fig.subplots(1, max(len(indices), 1), squeeze=False)[0]
+    for ax, k in zip(axes, indices):
+        mean = np.zeros_like(grid)
+        for label in labels:
+            pr = result.curves.get(label)
+            values = (interpolated_precision(pr.precision[k], pr.recall[k], grid)
+                      if pr is not None and pr.precision.shape[1] else np.zeros_like(grid))  # [R]
+            mean += values / len(labels)
+            if coloured:
+                ax.plot(grid, values, drawstyle="steps-post", color=colors[label], linewidth=1.2, label=label)
+            else:
+                ax.plot(grid, values, drawstyle="steps-post", color="0.6", linewidth=0.5, alpha=0.5)
+        ax.plot(grid, mean, drawstyle="steps-post", color="black", linewidth=2.0,
+                label="mean over classes (area = mAP)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("interpolated precision")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"tIoU {float(result.tiou_thresholds[k]):.2f}: mAP {100 * float(result.mAP[k]):.2f}%",
+                     fontsize=10)
+    if coloured:
+        handles, names = axes[-1].get_legend_handles_labels()
+        axes[-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    else:
+        axes[0].legend(loc="lower left", fontsize=8, title=f"{len(labels)} classes in grey", title_fontsize=8)
+    fig.suptitle("Precision-recall per class (interpolated, as AP integrates it)", fontsize=11)
+    return _save(fig, path)
+
+
 def plot_detection_timeline(
     video: VideoAnnotation,
     detections: Sequence[Detection],
@@ -178,13 +243,21 @@ def plot_detection_timeline(
     return _save(fig, path)
 
 
-def write_evaluation_plots(result: DetectionResult, ground_truth: AnnotationSet,
-                           predictions: Mapping[str, Sequence[Detection]], out_dir: str | os.PathLike, *,
-                           num_timelines: int = 3) -> list[Path]:
-    """The pictures of ``lofi evaluate --plots``: mAP vs tIoU, per-class AP, and timelines of the first videos."""
+def _detections_of(predictions: Predictions, video_id: str) -> Sequence[Detection]:
+    if isinstance(predictions, DetectionTable):
+        return predictions.detections_of(video_id)
+    return predictions.get(video_id, [])
+
+
+def write_evaluation_plots(result: DetectionResult, ground_truth: AnnotationSet, predictions: Predictions,
+                           out_dir: str | os.PathLike, *, num_timelines: int = 3) -> list[Path]:
+    """The pictures of ``lofi evaluate --plots``: mAP vs tIoU, per-class AP, precision-recall curves (when the
+    result kept them) and timelines of the first videos."""
     out = Path(out_dir)
     paths = [plot_map_vs_tiou(result, out / "map_vs_tiou.png"), plot_per_class_ap(result, out / "per_class_ap.png")]
+    if result.curves:
+        paths.append(plot_precision_recall(result, out / "precision_recall.png"))
     for video_id in sorted(ground_truth.videos)[:num_timelines]:
-        paths.append(plot_detection_timeline(ground_truth[video_id], predictions.get(video_id, []),
+        paths.append(plot_detection_timeline(ground_truth[video_id], _detections_of(predictions, video_id),
                                              out / f"timeline_{video_id}.png", classes=ground_truth.classes))
     return paths

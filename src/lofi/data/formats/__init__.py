@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from lofi.data.annotations import AnnotationError, AnnotationSet, Detection, Problem
-from lofi.data.formats.activitynet import read_activitynet, read_results, write_ground_truth, write_results
+from lofi.data.formats.activitynet import (
+    read_activitynet,
+    read_results,
+    read_results_table,
+    write_ground_truth,
+    write_results,
+)
 from lofi.data.formats.simple_csv import read_csv
 from lofi.data.formats.thumos import read_thumos14
 
@@ -39,6 +45,7 @@ __all__ = [
     "load_annotations",
     "read_activitynet",
     "read_results",
+    "read_results_table",
     "read_csv",
     "read_thumos14",
     "write_ground_truth",
