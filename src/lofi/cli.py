@@ -94,34 +94,49 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lofi.data.formats import load_annotations, read_results_table
-    from lofi.eval import evaluate_detection
+    from lofi.eval import evaluate_detection, evaluate_proposals
     from lofi.eval.detection import parse_tiou_thresholds
-    from lofi.eval.report import detection_metrics_json, write_metrics_json
+    from lofi.eval.report import detection_metrics_json, proposal_metrics_json, write_metrics_json
 
+    proposals = args.task == "proposals"
     try:
         thresholds = parse_tiou_thresholds(args.tiou)
         ground_truth = load_annotations(args.ground_truth, format=args.format).annotations
         predictions = read_results_table(args.predictions)
-        result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset,
-                                    keep_curves=bool(args.plots))
+        if proposals:
+            result = evaluate_proposals(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset,
+                                        max_avg_proposals=args.max_proposals)
+        else:
+            result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds,
+                                        subset=args.subset, keep_curves=bool(args.plots))
     except (OSError, ValueError) as exc:
         print(f"lofi evaluate: {exc}", file=sys.stderr)
         return 2
     print(result.format())
     counts = result.counts
-    if counts.num_outside_subset:
-        print(f"note: {counts.num_outside_subset} predictions are for videos outside the evaluated ground truth; "
-              f"they count as false positives")
-    if counts.num_unknown_label:
-        print(f"note: {counts.num_unknown_label} predictions have labels without ground truth in the subset; "
-              f"ignored")
+    if proposals:
+        if counts.num_videos_without_proposals:
+            print(f"note: {counts.num_videos_without_proposals} of {counts.num_videos} videos have no proposal; "
+                  f"their segments are not recalled")
+    else:
+        if counts.num_outside_subset:
+            print(f"note: {counts.num_outside_subset} predictions are for videos outside the evaluated ground "
+                  f"truth; they count as false positives")
+        if counts.num_unknown_label:
+            print(f"note: {counts.num_unknown_label} predictions have labels without ground truth in the subset; "
+                  f"ignored")
     if args.output:
-        write_metrics_json(detection_metrics_json(result), args.output)
+        metrics = proposal_metrics_json(result) if proposals else detection_metrics_json(result)
+        write_metrics_json(metrics, args.output)
         print(f"metrics written to {args.output}")
     if args.plots:
-        from lofi.eval.plots import write_evaluation_plots
+        from lofi.eval.plots import plot_recall_vs_proposals, write_evaluation_plots
 
-        for path in write_evaluation_plots(result, ground_truth.subset(args.subset), predictions, args.plots):
+        if proposals:
+            paths = [plot_recall_vs_proposals(result, Path(args.plots) / "recall_vs_proposals.png")]
+        else:
+            paths = write_evaluation_plots(result, ground_truth.subset(args.subset), predictions, args.plots)
+        for path in paths:
             print(f"wrote {path}")
     return 0
 
@@ -155,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allowed difference between annotated and file durations (default 1.0 s)")
     check.set_defaults(func=_cmd_data_check)
 
-    evaluate = commands.add_parser("evaluate", help="detection mAP of ActivityNet-format predictions")
+    evaluate = commands.add_parser("evaluate", help="detection mAP (or proposal AR@AN) of ActivityNet-format predictions")
     evaluate.add_argument("--ground-truth", required=True, metavar="GT", help="ground truth annotations")
     evaluate.add_argument("--predictions", required=True, metavar="PRED.json",
                           help="ActivityNet results JSON: results.{video}[{label, score, segment}]")
@@ -165,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", choices=["activitynet", "hacs", "thumos14", "csv"],
                           help="ground truth format (default: from the path)")
     evaluate.add_argument("--output", metavar="metrics.json", help="write the metrics as JSON")
+    evaluate.add_argument("--task", choices=["detection", "proposals"], default="detection",
+                          help="detection mAP (default), or proposals: AR@AN and AUC, labels ignored")
+    evaluate.add_argument("--max-proposals", type=float, default=100, metavar="AN",
+                          help="proposals: the largest average number of proposals per video (default 100)")
     evaluate.add_argument("--plots", metavar="DIR",
                           help="write PNGs: mAP vs tIoU, per-class AP, precision-recall, timelines of a few videos")
     evaluate.set_defaults(func=_cmd_evaluate)

@@ -75,3 +75,34 @@ def test_plots_are_written(tmp_path, capsys):
     assert names == ["map_vs_tiou.png", "per_class_ap.png", "precision_recall.png", "timeline_v1.png"]
     for name in names:
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_proposals_task_writes_ar_at_an(tmp_path, capsys):
+    # v1 has 2 GT; v1's proposals: an exact hit on each (ranks 1 and 3) and a miss
+    pred = {"version": "1.3", "external_data": {}, "results": {"v1": [
+        {"label": "jump", "score": 0.9, "segment": [10.0, 20.0]},
+        {"label": "other", "score": 0.8, "segment": [70.0, 80.0]},
+        {"label": "jump", "score": 0.7, "segment": [50.0, 60.0]}]}}
+    gt, pred_path = _files(tmp_path, pred)
+    out = tmp_path / "ar.json"
+    assert main(["evaluate", "--task", "proposals", "--ground-truth", str(gt), "--predictions", str(pred_path),
+                 "--output", str(out), "--plots", str(tmp_path / "plots")]) == 0
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"tiou", "AN", "AR", "recall", "AUC", "AR@AN", "counts"}
+    assert len(metrics["AN"]) == len(metrics["AR"]) == 100 and metrics["AN"][-1] == pytest.approx(100.0)
+    assert set(metrics["AR@AN"]) == {"1", "5", "10", "100"}
+    # the three proposals are all kept (cap 100 per video); with all of them both GT are recalled
+    assert metrics["AR@AN"]["100"] == pytest.approx(1.0) and metrics["AR"][-1] == pytest.approx(1.0)
+    assert metrics["AUC"] > 90
+    assert metrics["counts"]["num_proposals"] == 3
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["recall_vs_proposals.png"]
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_max_proposals_sets_the_an_axis(tmp_path):
+    gt, pred = _files(tmp_path)
+    out = tmp_path / "ar.json"
+    assert main(["evaluate", "--task", "proposals", "--max-proposals", "10", "--ground-truth", str(gt),
+                 "--predictions", str(pred), "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["AN"][-1] == pytest.approx(10.0) and set(metrics["AR@AN"]) == {"1", "5", "10"}

@@ -180,3 +180,21 @@ def test_random_matches_loop_reference_and_is_monotone(seed, max_avg):
     if max_avg == 100:
         assert set(res.ar_at) == {1, 5, 10, 100}
         assert res.ar_at[100] == res.average_recall[99] and res.ar_at[1] == res.average_recall[0]
+
+
+def test_table_input_gives_the_same_result():
+    from lofi.data.detection_table import DetectionTable
+
+    rng = np.random.default_rng(5)
+    videos, proposals = [], {}
+    for v in range(8):
+        segs = tuple(Segment(float(s), float(s + rng.uniform(2, 20)), "x") for s in rng.uniform(0, 60, 3))
+        videos.append(VideoAnnotation(f"v{v}", "validation", segs))
+        proposals[f"v{v}"] = [Detection(float(s), float(s + rng.uniform(1, 25)), "any", float(rng.integers(0, 4)))
+                              for s in rng.uniform(0, 70, int(rng.integers(0, 30)))]
+    gt = AnnotationSet.from_videos(videos)
+    from_mapping = evaluate_proposals(gt, proposals, max_avg_proposals=10)
+    from_table = evaluate_proposals(gt, DetectionTable.from_mapping(proposals), max_avg_proposals=10)
+    np.testing.assert_array_equal(from_table.recall, from_mapping.recall)
+    np.testing.assert_array_equal(from_table.proposals_per_video, from_mapping.proposals_per_video)
+    assert from_table.counts == from_mapping.counts

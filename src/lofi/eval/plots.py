@@ -19,9 +19,10 @@ from matplotlib.patches import Patch
 from lofi.data.annotations import AnnotationSet, Detection, VideoAnnotation
 from lofi.data.detection_table import DetectionTable
 from lofi.eval.detection import DetectionResult, Predictions
+from lofi.eval.proposals import ProposalResult
 
 __all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_precision_recall", "plot_detection_timeline",
-           "class_colors", "interpolated_precision", "write_evaluation_plots"]
+           "plot_recall_vs_proposals", "class_colors", "interpolated_precision", "write_evaluation_plots"]
 
 DPI = 120
 # Qualitative palettes, concatenated: 60 distinct colours before any repeats.
@@ -178,6 +179,37 @@ def plot_precision_recall(result: DetectionResult, path: str | Path, *,
     else:
         axes[0].legend(loc="lower left", fontsize=8, title=f"{len(labels)} classes in grey", title_fontsize=8)
     fig.suptitle("Precision-recall per class (interpolated, as AP integrates it)", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_recall_vs_proposals(result: ProposalResult, path: str | Path) -> Path:
+    """Average recall against the average number of proposals per video (the AR@AN curve, black), with the
+    recall at each tIoU threshold (coloured, light to dark as the threshold rises); AUC in the title."""
+    from matplotlib import colormaps
+
+    an = np.asarray(result.proposals_per_video, dtype=float)
+    fig = Figure(figsize=(7.6, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = colormaps["viridis"]
+    num_thr = len(result.tiou_thresholds)
+    for k, (t, row) in enumerate(zip(result.tiou_thresholds, result.recall)):
+        ax.plot(an, 100 * np.asarray(row), color=cmap(k / max(num_thr - 1, 1)), linewidth=1.0,
+                label=f"tIoU {float(t):.2f}")
+    ax.plot(an, 100 * np.asarray(result.average_recall), color="black", linewidth=2.2, label="average recall")
+    right = float(an[-1]) if an.size else 1.0
+    for point, ar in result.ar_at.items():
+        at_right = point > 0.8 * right
+        ax.annotate(f"AR@{point} {100 * ar:.1f}", (point, 100 * ar), textcoords="offset points",
+                    xytext=(-4 if at_right else 4, -12), ha="right" if at_right else "left", fontsize=8)
+        ax.plot([point], [100 * ar], "o", color="black", markersize=3)
+    ax.set_xlim(0, right)
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("average number of proposals per video (AN)")
+    ax.set_ylabel("recall (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title(f"AR vs AN (AUC {result.auc:.2f}, {result.counts.num_videos} videos, "
+                 f"{result.counts.num_ground_truth} segments)", fontsize=10)
     return _save(fig, path)
 
 

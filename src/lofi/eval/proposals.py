@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from lofi.data.annotations import AnnotationSet, Detection
+from lofi.data.detection_table import DetectionTable
 from lofi.eval.detection import ACTIVITYNET_TIOU_THRESHOLDS, _check_thresholds, _evaluated_set
 from lofi.eval.tiou import segment_tiou
 
@@ -99,12 +100,24 @@ def _proposal_rows(video_id: str, proposals: Sequence[Proposal]) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
-def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequence[Proposal]], *,
+def _rows_by_video(proposals: Mapping[str, Sequence[Proposal]] | DetectionTable) -> dict[str, np.ndarray]:
+    """video id -> ``[N, 3]`` (start, end, score) rows in input order."""
+    if not isinstance(proposals, DetectionTable):
+        return {vid: _proposal_rows(vid, props) for vid, props in proposals.items()}
+    proposals.check(source="proposals")
+    order = np.argsort(proposals.video_index, kind="stable")  # [M] videos contiguous, input order inside
+    bounds = np.searchsorted(proposals.video_index[order], np.arange(len(proposals.video_ids) + 1))
+    rows = np.column_stack([proposals.segments_sec, proposals.scores])[order]  # [M, 3]
+    return {vid: rows[bounds[i]:bounds[i + 1]] for i, vid in enumerate(proposals.video_ids)}
+
+
+def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequence[Proposal]] | DetectionTable, *,
                        tiou_thresholds: ArrayLike = ACTIVITYNET_TIOU_THRESHOLDS, max_avg_proposals: float = 100,
                        subset: str | None = "validation") -> ProposalResult:
     """AR@AN of ``proposals`` (video id -> proposals) against the ``subset`` of ``ground_truth``.
 
-    Labels are ignored: proposals are class-agnostic. ``subset=None`` evaluates every video. See the module
+    ``proposals`` maps video ids to proposals, or is a :class:`DetectionTable` (labels ignored either way:
+    proposals are class-agnostic). ``subset=None`` evaluates every video. See the module
     docstring for the exact formulas. Raises ValueError when the subset has no ground-truth segment,
     ``max_avg_proposals`` is not positive, or a proposal is malformed, non-finite or has end < start.
     """
@@ -116,7 +129,7 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequ
     if not gt_videos:
         raise ValueError(f"{ground_truth.source}: no ground-truth segments in subset {subset!r}; nothing to "
                          f"evaluate (pick another subset, or subset=None for all videos)")
-    rows = {vid: _proposal_rows(vid, props) for vid, props in proposals.items()}
+    rows = _rows_by_video(proposals)
     num_videos = len(gt_videos)
     total_given = sum(r.shape[0] for r in rows.values())
     num_thr = thresholds.size

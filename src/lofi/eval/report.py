@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lofi.eval.detection import DetectionResult
+from lofi.eval.proposals import ProposalResult
 
 
 def detection_metrics_json(result: DetectionResult) -> dict[str, Any]:
@@ -18,6 +19,19 @@ def detection_metrics_json(result: DetectionResult) -> dict[str, Any]:
         "mAP": [float(v) for v in result.mAP],
         "average_mAP": float(result.average_mAP),
         "per_class": {label: [float(v) for v in ap] for label, ap in result.ap.items()},
+        "counts": {k: int(v) for k, v in asdict(result.counts).items()},
+    }
+
+
+def proposal_metrics_json(result: ProposalResult) -> dict[str, Any]:
+    """``{tiou: [K], AN: [100], AR: [100], recall: [[100] per tIoU], AUC, AR@AN: {an: ar}, counts: {...}}``."""
+    return {
+        "tiou": [round(float(t), 10) for t in result.tiou_thresholds],
+        "AN": [float(v) for v in result.proposals_per_video],
+        "AR": [float(v) for v in result.average_recall],
+        "recall": [[float(v) for v in row] for row in result.recall],
+        "AUC": float(result.auc),
+        "AR@AN": {str(an): float(ar) for an, ar in result.ar_at.items()},
         "counts": {k: int(v) for k, v in asdict(result.counts).items()},
     }
 
