@@ -120,7 +120,7 @@ def main() -> None:
         return
 
     t0 = time.perf_counter()
-    slow = reference_evaluate_detection(gt, from_file)  # file order: ties rank by input order
+    slow = reference_evaluate_detection(gt, from_file)
     slow_s = time.perf_counter() - t0
     print(f"reference: {slow_s:8.3f} s (one run, Detection lists)")
     worst = max(float(np.max(np.abs(fast.ap_matrix - slow.ap_matrix))),

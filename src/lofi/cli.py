@@ -101,7 +101,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     proposals = args.task == "proposals"
     try:
         thresholds = parse_tiou_thresholds(args.tiou)
-        ground_truth = load_annotations(args.ground_truth, format=args.format).annotations
+        loaded = load_annotations(args.ground_truth, format=args.format, as_annotated=True)
+        ground_truth = loaded.annotations
         predictions = read_results_table(args.predictions)
         if proposals:
             result = evaluate_proposals(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset,
@@ -113,6 +114,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"lofi evaluate: {exc}", file=sys.stderr)
         return 2
     print(result.format())
+    if loaded.problems:
+        print(f"note: the ground truth has {len(loaded.problems)} warnings (duplicates, segments past the video's "
+              f"duration: `lofi data check` lists them); evaluated as annotated, as the official evaluator does")
     counts = result.counts
     if proposals:
         if counts.num_videos_without_proposals:

@@ -300,6 +300,43 @@ def test_write_results_layout(tmp_path: Path) -> None:
                                    {"label": "jump", "score": 0.25, "segment": [0.0, 1.0]}]},
         "external_data": {"used": False, "details": ""},
     }
+    assert list(data["results"]) == ["b", "a"]  # given order kept: tied scores rank by input order
     again = tmp_path / "again.json"
-    write_results({"a": (), "b": iter(detections["b"])}, again)
+    write_results({"b": iter(detections["b"]), "a": ()}, again)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_as_annotated_keeps_what_the_official_evaluator_keeps(tmp_path: Path) -> None:
+    path = _write(tmp_path, _database({
+        "v1": {"subset": "validation", "duration": "30.0", "annotations": [
+            {"segment": [25.5, 31.2], "label": "a"}, {"segment": [30.0, 40.0], "label": "b"},
+            {"segment": [1, 2], "label": "a"}, {"segment": [1, 2], "label": "a"}]}}))
+    result = load_annotations(path, as_annotated=True)  # strict: nothing here is an error any more
+    assert result.annotations["v1"].segments == (
+        Segment(25.5, 31.2, "a"), Segment(30.0, 40.0, "b"), Segment(1.0, 2.0, "a"), Segment(1.0, 2.0, "a"))
+    assert {p.severity for p in result.problems} == {"warning"}
+    _one(result.problems, severity="warning", video="v1", contains="kept as annotated (not clipped)", path=path)
+    _one(result.problems, severity="warning", video="v1", contains="lies entirely beyond", path=path)
+    _one(result.problems, severity="warning", video="v1", contains="kept twice, as annotated", path=path)
+    cleaned = load_annotations(path, on_invalid="skip")  # the default cleans: clip, drop, keep once
+    assert cleaned.annotations["v1"].segments == (Segment(25.5, 30.0, "a"), Segment(1.0, 2.0, "a"))
+
+
+def test_as_annotated_still_refuses_broken_segments(tmp_path: Path) -> None:
+    path = _write(tmp_path, _database({
+        "v1": {"subset": "validation", "duration": 30, "annotations": [{"segment": [5, 2], "label": "a"}]}}))
+    with pytest.raises(AnnotationError, match=r"end 2.0 <= start 5.0"):
+        load_annotations(path, as_annotated=True)
+
+
+@pytest.mark.parametrize("name", ["csv", "thumos14"])
+def test_every_reader_takes_as_annotated(tmp_path: Path, name: str) -> None:
+    if name == "csv":
+        path = tmp_path / "a.csv"
+        path.write_text("video,start,end,label,subset\nv1,1,2,a,validation\nv1,1,2,a,validation\n")
+    else:
+        path = tmp_path / "thumos"
+        path.mkdir()
+        (path / "Jump_val.txt").write_text("video_validation_1 1.0 2.0\nvideo_validation_1 1.0 2.0\n")
+    assert [len(v.segments) for v in load_annotations(path, format=name).annotations] == [1]
+    assert [len(v.segments) for v in load_annotations(path, format=name, as_annotated=True).annotations] == [2]

@@ -105,15 +105,21 @@ def _parse_segment(raw: RawSegment, *, video_id: str, kind: str) -> tuple[Segmen
 
 
 def _fit_to_duration(segment: Segment, raw: RawSegment, *, video_id: str, duration_sec: float,
-                     kind: str, duration_origin: str) -> tuple[Segment | None, list[Problem]]:
-    """Clip a segment that ends after the video (warning); refuse one that starts at or after its end (error)."""
+                     kind: str, duration_origin: str, as_annotated: bool) -> tuple[Segment | None, list[Problem]]:
+    """Clip a segment that ends after the video (warning); refuse one that starts at or after its end (error).
+    ``as_annotated``: keep both unchanged, with a warning."""
     prefix = f"{raw.where}: " if raw.where else ""
     span = f"{kind} [{_fmt(segment.start_sec)}, {_fmt(segment.end_sec)}] {segment.label!r}"
     duration = f"{_fmt(duration_sec)} s{duration_origin}"
     if segment.start_sec >= duration_sec:
-        return None, [_error(raw.source, video_id,
-                             f"{prefix}{span} lies entirely beyond the video's duration {duration}")]
+        message = f"{prefix}{span} lies entirely beyond the video's duration {duration}"
+        if as_annotated:
+            return segment, [_warning(raw.source, video_id, f"{message}; kept as annotated")]
+        return None, [_error(raw.source, video_id, message)]
     if segment.end_sec > duration_sec:
+        if as_annotated:
+            return segment, [_warning(raw.source, video_id, f"{prefix}{span} ends after the video's duration "
+                                                            f"{duration}; kept as annotated (not clipped)")]
         clipped = replace(segment, end_sec=duration_sec)
         return clipped, [_warning(raw.source, video_id, f"{prefix}{span} ends after the video's duration "
                                                         f"{duration}; clipped to {_fmt(duration_sec)}")]
@@ -121,13 +127,17 @@ def _fit_to_duration(segment: Segment, raw: RawSegment, *, video_id: str, durati
 
 
 def validate_segments(raw_segments: Iterable[RawSegment], *, video_id: str, duration_sec: float | None,
-                      kind: str = "segment", duration_origin: str = "") -> tuple[list[Segment], list[Problem]]:
+                      kind: str = "segment", duration_origin: str = "",
+                      as_annotated: bool = False) -> tuple[list[Segment], list[Problem]]:
     """Check and clean a video's segments; the invalid ones are left out of the returned list.
 
     Errors: non-numeric times, a missing or non-string label, a negative start, end <= start, a segment lying
     entirely beyond ``duration_sec``. Warnings: a segment ending after ``duration_sec`` (clipped to it) and an
     exact duplicate (kept once). ``kind`` names the spans in messages (``"ignore region"``); ``duration_origin``
     is appended to the duration in messages (``" (from the video file)"``).
+
+    ``as_annotated=True`` keeps what the official evaluators keep: duplicates, segments ending after the
+    duration (not clipped) and segments beyond it stay as annotated, each still reported as a warning.
     """
     kept: list[Segment] = []
     seen: set[Segment] = set()
@@ -137,7 +147,8 @@ def validate_segments(raw_segments: Iterable[RawSegment], *, video_id: str, dura
         problems.extend(found)
         if segment is not None and duration_sec is not None:
             segment, found = _fit_to_duration(segment, raw, video_id=video_id, duration_sec=duration_sec,
-                                              kind=kind, duration_origin=duration_origin)
+                                              kind=kind, duration_origin=duration_origin,
+                                              as_annotated=as_annotated)
             problems.extend(found)
         if segment is None:
             continue
@@ -145,8 +156,10 @@ def validate_segments(raw_segments: Iterable[RawSegment], *, video_id: str, dura
             prefix = f"{raw.where}: " if raw.where else ""
             problems.append(_warning(raw.source, video_id,
                                      f"{prefix}duplicate {kind} [{_fmt(segment.start_sec)}, "
-                                     f"{_fmt(segment.end_sec)}] {segment.label!r}; kept once"))
-            continue
+                                     f"{_fmt(segment.end_sec)}] {segment.label!r}; "
+                                     f"{'kept twice, as annotated' if as_annotated else 'kept once'}"))
+            if not as_annotated:
+                continue
         seen.add(segment)
         kept.append(segment)
     return kept, problems
@@ -176,12 +189,14 @@ def subset_problem(subset: object, *, source: str, video_id: str) -> Problem | N
 def validate_video(*, source: str, video_id: object, subset: object, duration: object = None,
                    fps: object = None, segments: Iterable[RawSegment] = (),
                    ignore_regions: Iterable[RawSegment] = (), url: str | None = None,
-                   resolution: str | None = None) -> tuple[VideoAnnotation | None, list[Problem]]:
+                   resolution: str | None = None,
+                   as_annotated: bool = False) -> tuple[VideoAnnotation | None, list[Problem]]:
     """Check one video's raw values and build its :class:`VideoAnnotation`.
 
     Video-level errors (empty id, unknown subset, duration or fps non-numeric or <= 0) return None: the whole
-    video is invalid. Segment errors only leave out the segment (see :func:`validate_segments`); ignore
-    regions follow the same rules. ``source`` is used for the video-level problems.
+    video is invalid. Segment errors only leave out the segment (see :func:`validate_segments`, which also
+    says what ``as_annotated`` keeps); ignore regions follow the same rules. ``source`` is used for the
+    video-level problems.
     """
     vid = str(video_id).strip() if video_id is not None else ""
     if not vid:
@@ -196,10 +211,10 @@ def validate_video(*, source: str, video_id: object, subset: object, duration: o
     problems.extend(found)
     if problems:
         return None, problems
-    kept, found = validate_segments(segments, video_id=vid, duration_sec=duration_sec)
+    kept, found = validate_segments(segments, video_id=vid, duration_sec=duration_sec, as_annotated=as_annotated)
     problems.extend(found)
     regions, found = validate_segments(ignore_regions, video_id=vid, duration_sec=duration_sec,
-                                       kind="ignore region")
+                                       kind="ignore region", as_annotated=as_annotated)
     problems.extend(found)
     video = VideoAnnotation(video_id=vid, subset=canonical_subset(str(subset)) or "", segments=tuple(kept),
                             duration_sec=duration_sec, fps=fps_value,

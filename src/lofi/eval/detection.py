@@ -199,7 +199,8 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
     num_pred = cls.size
 
     # --- rank within class: the official np.argsort(scores)[::-1] on the class's scores in input order
-    by_class = np.argsort(cls.astype(np.int32), kind="stable")  # [N], classes contiguous, input order inside
+    small = np.int16 if num_classes < 2 ** 15 else np.int64  # numpy radix-sorts 16-bit keys
+    by_class = np.argsort(cls.astype(small), kind="stable")  # [N], classes contiguous, input order inside
     class_start = np.concatenate([[0], np.cumsum(np.bincount(cls, minlength=num_classes))])  # [C+1]
     ranked = np.empty(num_pred, dtype=np.int64)  # [N] prediction indices, class blocks, best first
     for c in range(num_classes):
@@ -214,24 +215,16 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
     group = np.where(vid >= 0, group_of_key[cls * num_videos + np.maximum(vid, 0)], -1)  # [N]
     tp = _match(group, rank, segs, gt_count, gt_segs, thresholds)  # [N, K]
 
-    # --- AP per class on the ranked true positives: cumulative counts per class block
-    hits = tp[ranked].T  # [K, N] in ranked order
-    tp_cum = np.cumsum(hits, axis=1, dtype=np.int64)  # [K, N] running over all blocks
-    offsets = np.concatenate([np.zeros((num_thr, 1), dtype=np.int64), tp_cum], axis=1)[:, class_start[:-1]]
-    tp_cum = tp_cum - np.repeat(offsets, np.diff(class_start), axis=1)  # [K, N], restarted at each class
-    seen = np.arange(1, num_pred + 1) - np.repeat(class_start[:-1], np.diff(class_start))  # [N] tp + fp
-    precision = tp_cum / seen.astype(np.float64)  # [K, N]
-    recall = tp_cum / np.repeat(npos, np.diff(class_start))  # [K, N]
-    ap = np.zeros((num_classes, num_thr))  # [C, K]
-    curves: dict[str, PrecisionRecall] = {}
-    for c in range(num_classes):
-        lo, hi = class_start[c], class_start[c + 1]
-        if hi > lo:
-            ap[c] = _interpolated_ap(precision[:, lo:hi], recall[:, lo:hi])
-        if keep_curves:
-            curves[classes[c]] = PrecisionRecall(precision=precision[:, lo:hi].copy(), recall=recall[:, lo:hi].copy())
+    # --- AP per class from its ranked true positives
+    hits = tp[ranked]  # [N, K] in ranked order, class blocks
+    ap = _average_precision(hits, class_start, npos)  # [C, K]
+    curves = {classes[c]: _precision_recall(hits[class_start[c]:class_start[c + 1]], npos[c])
+              for c in range(num_classes)} if keep_curves else {}
 
-    mean_ap = ap.mean(axis=0)  # [K]
+    # mAP: the class mean taken as the official code takes it, over a [K, C] array with the classes in order of
+    # first appearance in the subset's ground truth (a different order changes the last bit)
+    first_seen = list(dict.fromkeys(s.label for v in gt_set for s in v.segments))
+    mean_ap = np.ascontiguousarray(ap[[class_of[label] for label in first_seen]].T).mean(axis=1)  # [K]
     counts = DetectionCounts(
         num_classes=num_classes, num_videos=num_videos, num_ground_truth=int(gt_count.sum()),
         num_predictions=len(table), num_evaluated=num_pred,
@@ -288,13 +281,54 @@ def _match(group: np.ndarray, rank: np.ndarray, segs: np.ndarray, gt_count: np.n
     return tp
 
 
-def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-    """VOC-2011 AP per row, the official ``interpolated_prec_rec``: ``[K, N]`` x ``[K, N]`` -> ``[K]``.
+def _average_precision(hits: np.ndarray, class_start: np.ndarray, npos: np.ndarray) -> np.ndarray:
+    """VOC-2011 interpolated AP of every class at every threshold, from the ranked true-positive flags.
 
-    Precision is made monotone from the right and summed over the points where recall changes; a point where it
-    does not change adds an exact 0, so the sum runs over every point."""
-    num_thr = precision.shape[0]
-    mprec = np.hstack([np.zeros((num_thr, 1)), precision, np.zeros((num_thr, 1))])
-    mrec = np.hstack([np.zeros((num_thr, 1)), recall, np.ones((num_thr, 1))])
-    mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
-    return np.sum(np.diff(mrec, axis=1) * mprec[:, 1:], axis=1)
+    ``hits`` is ``[N, K]`` in ranked order with classes in contiguous blocks ``class_start`` ``[C+1]``; ``npos``
+    ``[C]`` counts each class's ground truth. Returns ``[C, K]``.
+
+    The official ``interpolated_prec_rec`` sums ``(mrec[i] - mrec[i-1]) * mprec[i]`` over the points where
+    recall changes: each true positive (the t-th, at rank p) and, when recall stops short of 1, a final point
+    whose precision is 0. There, ``mrec`` is ``t / npos`` and ``mprec`` the best precision ``s / p_s`` at or
+    after it, which is reached at a true positive. So only the true positives are needed; the terms are formed
+    with the official arithmetic and summed by ``np.sum`` in the official order, so the AP is bit-identical.
+    """
+    num_classes, num_thr = npos.size, hits.shape[1]
+    ap = np.zeros((num_classes, num_thr))  # [C, K]
+    thr_idx, pos = np.nonzero(hits.T)  # [H] each: true positives grouped by threshold, rank order inside
+    if pos.size == 0:
+        return ap
+    cls = np.searchsorted(class_start, pos, side="right") - 1  # [H]
+    seg = thr_idx * num_classes + cls  # [H], non-decreasing: one segment per (threshold, class)
+    seg_first = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])  # [S] first hit of each segment
+    seg_len = np.diff(np.r_[seg_first, seg.size])  # [S]
+    within = np.arange(seg.size) - np.repeat(seg_first, seg_len)  # [H] 0-based index inside the segment
+    t = (within + 1).astype(np.float64)  # [H] true positives so far
+    rank_1 = (pos - class_start[cls] + 1).astype(np.float64)  # [H] predictions so far (tp + fp)
+    precision = t / rank_1  # [H]
+    npos_h = npos[cls]  # [H]
+    recall = t / npos_h  # [H]
+    recall_before = (t - 1.0) / npos_h  # [H], 0/npos = 0.0 before the first true positive
+    # best precision at or after each hit, per segment: a right-to-left running max over a padded grid
+    grid = np.zeros((seg_first.size, int(seg_len.max())))  # [S, Lmax]
+    row = np.repeat(np.arange(seg_first.size), seg_len)  # [H]
+    grid[row, within] = precision
+    best_after = np.maximum.accumulate(grid[:, ::-1], axis=1)[:, ::-1][row, within]  # [H]
+    terms = (recall - recall_before) * best_after  # [H]
+    last = seg_first + seg_len - 1  # [S]
+    short = recall[last] != 1.0  # [S] recall ends below 1: the official final point adds (1 - r) * 0
+    seg_ids = seg[seg_first]
+    for s_i, (start, length) in enumerate(zip(seg_first.tolist(), seg_len.tolist())):
+        values = terms[start:start + length]
+        if short[s_i]:
+            values = np.append(values, (1.0 - recall[start + length - 1]) * 0.0)
+        k, c = divmod(int(seg_ids[s_i]), num_classes)
+        ap[c, k] = np.sum(values)
+    return ap
+
+
+def _precision_recall(hits: np.ndarray, npos: float) -> PrecisionRecall:
+    """One class's ranked precision and recall points ``[K, Nc]`` from its ranked hits ``[Nc, K]``."""
+    tp_cum = np.cumsum(hits.T, axis=1, dtype=np.int64)  # [K, Nc]
+    seen = np.arange(1, hits.shape[0] + 1, dtype=np.float64)  # [Nc]
+    return PrecisionRecall(precision=tp_cum / seen, recall=tp_cum / float(npos))

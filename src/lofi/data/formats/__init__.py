@@ -24,8 +24,8 @@ from lofi.data.formats.activitynet import (
 from lofi.data.formats.simple_csv import read_csv
 from lofi.data.formats.thumos import read_thumos14
 
-#: A reader: path -> (the valid annotations, every problem found).
-Reader = Callable[[Path], tuple[AnnotationSet, list[Problem]]]
+#: A reader: ``reader(path, *, as_annotated=False)`` -> (the valid annotations, every problem found).
+Reader = Callable[..., tuple[AnnotationSet, list[Problem]]]
 
 #: The formats :func:`load_annotations` reads, by name.
 FORMATS: Mapping[str, Reader] = {
@@ -76,12 +76,14 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load_annotations(path: str | os.PathLike, *, format: str | None = None,
-                     on_invalid: Literal["raise", "skip"] = "raise") -> LoadResult:
+                     on_invalid: Literal["raise", "skip"] = "raise", as_annotated: bool = False) -> LoadResult:
     """Read an annotation file (or THUMOS14 directory) in ``format`` (None: from the path, see detect_format).
 
     ``on_invalid="raise"``: raise :class:`AnnotationError` with every problem (errors first) if any is an
     error; warnings (segments clipped to the duration, duplicates kept once) are returned. ``"skip"``: never
     raises for bad content; invalid segments are left out, and so are videos with a video-level error.
+    ``as_annotated=True`` keeps duplicates and segments past the duration unchanged (still warned about), as the
+    official ActivityNet and THUMOS14 evaluators do: use it to evaluate.
     Raises FileNotFoundError for a missing path and ValueError for an unknown format or option.
     """
     path = Path(path)
@@ -92,7 +94,7 @@ def load_annotations(path: str | os.PathLike, *, format: str | None = None,
     name = detect_format(path) if format is None else format.lower()
     if name not in FORMATS:
         raise ValueError(f"unknown annotation format {format!r}; expected one of {', '.join(FORMATS)}")
-    annotations, problems = FORMATS[name](path)
+    annotations, problems = FORMATS[name](path, as_annotated=as_annotated)
     problems = sorted(problems, key=lambda p: p.severity != "error")  # stable: errors first, in file order
     if on_invalid == "raise" and any(p.severity == "error" for p in problems):
         raise AnnotationError(problems)

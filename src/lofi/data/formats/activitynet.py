@@ -111,7 +111,8 @@ def _raw_regions(entry: Mapping[str, Any], *, source: str, video_id: str,
     return raws
 
 
-def _read_entry(video_id: str, entry: object, *, source: str) -> tuple[VideoAnnotation | None, list[Problem]]:
+def _read_entry(video_id: str, entry: object, *, source: str,
+                as_annotated: bool) -> tuple[VideoAnnotation | None, list[Problem]]:
     if not isinstance(entry, dict):
         return None, [Problem(source=source, video_id=video_id,
                               message=f"expected an object with 'subset' and 'annotations', got {entry!r}")]
@@ -123,7 +124,7 @@ def _read_entry(video_id: str, entry: object, *, source: str) -> tuple[VideoAnno
     video, found = validate_video(source=source, video_id=video_id, subset=entry.get("subset"),
                                   duration=entry.get("duration"), fps=entry.get("fps"), segments=segments,
                                   ignore_regions=regions, url=_optional_str(entry.get("url")),
-                                  resolution=_optional_str(entry.get("resolution")))
+                                  resolution=_optional_str(entry.get("resolution")), as_annotated=as_annotated)
     return video, problems + found
 
 
@@ -140,8 +141,9 @@ def _taxonomy_classes(data: Mapping[str, Any], *, source: str, problems: list[Pr
     return {str(n["nodeName"]) for n in nodes if n.get("parentId") is not None and n["nodeId"] not in parents}
 
 
-def read_activitynet(path: str | os.PathLike) -> tuple[AnnotationSet, list[Problem]]:
-    """Read an ActivityNet-1.3 or HACS Segments JSON file.
+def read_activitynet(path: str | os.PathLike, *, as_annotated: bool = False) -> tuple[AnnotationSet, list[Problem]]:
+    """Read an ActivityNet-1.3 or HACS Segments JSON file (``as_annotated``: see
+    :func:`lofi.data.validation.validate_segments`).
 
     Returns the valid part (invalid segments and videos left out; duplicate video ids leave out every copy) and
     every problem found. Classes are the sorted union of the kept segments' labels and the taxonomy's leaf
@@ -165,7 +167,7 @@ def read_activitynet(path: str | os.PathLike) -> tuple[AnnotationSet, list[Probl
             problems.append(duplicate_id_problem(source=source, video_id=video_id,
                                                  detail="it appears more than once in 'database'"))
             continue
-        video, found = _read_entry(video_id, entry, source=source)
+        video, found = _read_entry(video_id, entry, source=source, as_annotated=as_annotated)
         problems.extend(found)
         if video is not None:
             videos.append(video)
@@ -200,8 +202,8 @@ def _taxonomy(classes: Iterable[str]) -> list[dict[str, Any]]:
     return [root, *leaves]
 
 
-def _dump(obj: Any, path: str | os.PathLike) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+def _dump(obj: Any, path: str | os.PathLike, *, sort_keys: bool = True) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False, allow_nan=False)
     Path(path).write_text(text + "\n", encoding="utf-8", newline="\n")
 
 
@@ -226,7 +228,8 @@ def write_results(detections_by_video: Mapping[str, Iterable[Detection]] | Detec
     """Write detections in the ActivityNet results layout read by the official evaluation code.
 
     ``{"version": "VERSION 1.3", "results": {video: [{"label", "score", "segment": [s, e]}]},
-    "external_data": {"used": false, "details": ""}}``; detections keep their given order.
+    "external_data": {"used": false, "details": ""}}``; videos and detections keep their given order, which the
+    official evaluator's ranking of tied scores depends on.
     """
     if isinstance(detections_by_video, DetectionTable):
         detections_by_video = detections_by_video.to_mapping()
@@ -240,7 +243,7 @@ def write_results(detections_by_video: Mapping[str, Iterable[Detection]] | Detec
         "results": results,
         "external_data": dict(DEFAULT_EXTERNAL_DATA if external_data is None else external_data),
     }
-    _dump(data, path)
+    _dump(data, path, sort_keys=False)
 
 
 def _results_entry(item: object, *, source: str, video_id: str, index: int) -> Detection:

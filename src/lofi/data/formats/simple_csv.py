@@ -117,8 +117,9 @@ def _read_rows(path: Path, problems: list[Problem]) -> dict[str, _Rows] | None:
     return videos
 
 
-def read_csv(path: str | os.PathLike) -> tuple[AnnotationSet, list[Problem]]:
-    """Read a simple annotation CSV; returns the valid part and every problem found (with file:line)."""
+def read_csv(path: str | os.PathLike, *, as_annotated: bool = False) -> tuple[AnnotationSet, list[Problem]]:
+    """Read a simple annotation CSV; returns the valid part and every problem found (with file:line).
+    ``as_annotated``: see :func:`lofi.data.validation.validate_segments`."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: CSV annotations are a file, not a directory")
@@ -138,7 +139,8 @@ def read_csv(path: str | os.PathLike) -> tuple[AnnotationSet, list[Problem]]:
         value = {column: rows.values.get(column, (None, 0))[0] for column in _VIDEO_FIELDS}
         video, found = validate_video(source=f"{path}:{rows.first_line}", video_id=video_id,
                                       subset=value["subset"] if value["subset"] is not None else "training",
-                                      duration=value["duration"], fps=value["fps"], segments=rows.segments)
+                                      duration=value["duration"], fps=value["fps"], segments=rows.segments,
+                                      as_annotated=as_annotated)
         problems.extend(found)
         if video is not None:
             videos.append(video)

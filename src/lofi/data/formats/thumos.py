@@ -75,8 +75,8 @@ def _annotation_files(directory: Path, problems: list[Problem]) -> list[tuple[Pa
     return found
 
 
-def read_thumos14(path: str | os.PathLike) -> tuple[AnnotationSet, list[Problem]]:
-    """Read a THUMOS14 annotation directory.
+def read_thumos14(path: str | os.PathLike, *, as_annotated: bool = False) -> tuple[AnnotationSet, list[Problem]]:
+    """Read a THUMOS14 annotation directory (``as_annotated``: see :func:`lofi.data.validation.validate_segments`).
 
     Returns the valid part and every problem found. Classes are the class names of the files (Ambiguous
     excluded), whether or not their lines were valid. A video named in both ``_val`` and ``_test`` files is an
@@ -101,7 +101,8 @@ def read_thumos14(path: str | os.PathLike) -> tuple[AnnotationSet, list[Problem]
                                                  detail=f"listed in more than one subset ({detail})"))
             continue
         video, found = validate_video(source=str(directory), video_id=video_id, subset=next(iter(entry.subsets)),
-                                      segments=entry.segments, ignore_regions=entry.regions)
+                                      segments=entry.segments, ignore_regions=entry.regions,
+                                      as_annotated=as_annotated)
         problems.extend(found)
         if video is not None:
             videos.append(video)
