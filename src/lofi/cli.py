@@ -145,6 +145,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_postprocess(args: argparse.Namespace) -> int:
+    from lofi.data.formats import read_results_table, read_video_scores, write_results
+    from lofi.postprocess import PostprocessConfig
+    from lofi.postprocess.replay import postprocess_table
+
+    try:
+        config = PostprocessConfig(method=args.method, iou_threshold=args.iou_threshold, sigma=args.sigma,
+                                   min_score=args.min_score, max_detections=args.top_k,
+                                   class_agnostic=args.class_agnostic)
+        table = read_results_table(args.predictions)
+        video_scores = read_video_scores(args.video_scores) if args.video_scores else None
+        detections = postprocess_table(table, config, video_scores=video_scores, video_top_k=args.video_top_k,
+                                       fuse=args.fuse)
+    except (OSError, ValueError) as exc:
+        print(f"lofi postprocess: {exc}", file=sys.stderr)
+        return 2
+    write_results(detections, args.output)
+    kept = sum(len(d) for d in detections.values())
+    print(f"{len(table)} candidates in {len(table.video_ids)} videos -> {kept} detections ({config.method}); "
+          f"written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lofi", description="Temporal action localization with LoFi training.")
     parser.add_argument("--version", action="version", version=f"lofi {__version__}")
@@ -174,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allowed difference between annotated and file durations (default 1.0 s)")
     check.set_defaults(func=_cmd_data_check)
 
-    evaluate = commands.add_parser("evaluate", help="detection mAP (or proposal AR@AN) of ActivityNet-format predictions")
+    evaluate = commands.add_parser("evaluate",
+                                   help="detection mAP (or proposal AR@AN) of ActivityNet-format predictions")
     evaluate.add_argument("--ground-truth", required=True, metavar="GT", help="ground truth annotations")
     evaluate.add_argument("--predictions", required=True, metavar="PRED.json",
                           help="ActivityNet results JSON: results.{video}[{label, score, segment}]")
@@ -191,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plots", metavar="DIR",
                           help="write PNGs: mAP vs tIoU, per-class AP, precision-recall, timelines of a few videos")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    post = commands.add_parser("postprocess", help="NMS / Soft-NMS on saved raw predictions, without the model")
+    post.add_argument("--predictions", required=True, metavar="RAW.json",
+                      help="ActivityNet results JSON of raw candidates: results.{video}[{label, score, segment}]")
+    post.add_argument("--output", required=True, metavar="PRED.json", help="where to write the detections")
+    post.add_argument("--method", choices=["soft_nms_gaussian", "soft_nms_linear", "nms", "none"],
+                      default="soft_nms_gaussian", help="suppression (default soft_nms_gaussian)")
+    post.add_argument("--iou-threshold", type=float, default=0.5,
+                      help="NMS: suppress above this IoU; linear Soft-NMS: decay above it (default 0.5)")
+    post.add_argument("--sigma", type=float, default=0.5, help="Gaussian Soft-NMS width (default 0.5)")
+    post.add_argument("--min-score", type=float, default=1e-3, help="drop detections below (default 0.001)")
+    post.add_argument("--top-k", type=_positive_int, default=100, help="detections kept per video (default 100)")
+    post.add_argument("--class-agnostic", action="store_true", help="suppress across classes")
+    post.add_argument("--video-scores", metavar="SCORES.json",
+                      help="video-level class scores (results.{video}[{label, score}]): candidates become "
+                           "class-agnostic proposals given the video's top classes")
+    post.add_argument("--video-top-k", type=_positive_int, default=2,
+                      help="with --video-scores: classes per proposal (default 2)")
+    post.add_argument("--fuse", choices=["multiply", "geometric"], default="multiply",
+                      help="with --video-scores: proposal x class score, or its square root (default multiply)")
+    post.set_defaults(func=_cmd_postprocess)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")
     demo.add_argument("--out", default="lofi-demo", help="output folder (default ./lofi-demo)")

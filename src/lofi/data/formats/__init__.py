@@ -18,6 +18,7 @@ from lofi.data.formats.activitynet import (
     read_activitynet,
     read_results,
     read_results_table,
+    read_video_scores,
     write_ground_truth,
     write_results,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "read_activitynet",
     "read_results",
     "read_results_table",
+    "read_video_scores",
     "read_csv",
     "read_thumos14",
     "write_ground_truth",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -273,7 +274,7 @@ def _results_object(path: Path) -> Mapping[str, Any]:
     evaluator, a video given twice keeps its last list.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: predictions file not found")
+        raise FileNotFoundError(f"{path}: file not found")
     try:
         data = json.loads(_read_text(path))
     except UnicodeDecodeError as exc:
@@ -362,3 +363,35 @@ def read_results_table(path: str | os.PathLike) -> DetectionTable:
         label_index=np.concatenate(label_index) if label_index else np.zeros(0, dtype=np.int64),
         segments_sec=np.concatenate(segments) if segments else np.zeros((0, 2)),
         scores=np.concatenate(scores) if scores else np.zeros(0))
+
+
+def read_video_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """Read video-level class scores: an ActivityNet classification results file
+    (``results.{video}[{label, score}]``) or ``{video: {label: score}}`` under ``results``.
+
+    Numbers given as strings are accepted; a label given twice for a video keeps its highest score. A malformed
+    file raises ``ValueError`` naming the file, the video and the entry.
+    """
+    path = Path(path)
+    source = str(path)
+    out: dict[str, dict[str, float]] = {}
+    for video_id, items in _results_object(path).items():
+        pairs = list(items.items()) if isinstance(items, dict) else None
+        if pairs is None:
+            pairs = []
+            for i, item in enumerate(_results_list(items, source=source, video_id=video_id), start=1):
+                if not isinstance(item, dict):
+                    raise ValueError(f"{source}: video {video_id!r}: entry {i}: expected an object with 'label' and "
+                                     f"'score', got {item!r}")
+                pairs.append((item.get("label"), item.get("score")))
+        scores: dict[str, float] = {}
+        for i, (label, value) in enumerate(pairs, start=1):
+            score = parse_number(value)
+            if not isinstance(label, str) or not label:
+                raise ValueError(f"{source}: video {video_id!r}: entry {i}: 'label' must be a non-empty string, "
+                                 f"got {label!r}")
+            if score is None:
+                raise ValueError(f"{source}: video {video_id!r}: entry {i}: score {value!r} is not a number")
+            scores[label] = max(score, scores.get(label, -math.inf))
+        out[video_id] = scores
+    return out
