@@ -14,12 +14,12 @@ from lofi.eval.reference import reference_evaluate_detection
 FIXTURE = Path(__file__).parent / "data" / "official_activitynet_fixture.json"
 
 
-def _files(tmp_path: Path) -> tuple[dict, Path, Path]:
+def _files(tmp_path: Path, expected: str = "expected") -> tuple[dict, Path, Path]:
     fixture = json.loads(FIXTURE.read_text())
     gt, pred = tmp_path / "gt.json", tmp_path / "pred.json"
     gt.write_text(json.dumps(fixture["ground_truth"]))
     pred.write_text(json.dumps(fixture["predictions"]))
-    return fixture["expected"], gt, pred
+    return fixture[expected], gt, pred
 
 
 def test_lofi_evaluate_reproduces_the_official_numbers_exactly(tmp_path):
@@ -40,3 +40,15 @@ def test_slow_reference_agrees_with_the_official_numbers(tmp_path):
     np.testing.assert_allclose(result.mAP, expected["mAP"], rtol=0, atol=1e-12)
     for label, ap in expected["per_class"].items():
         np.testing.assert_allclose(result.ap[label], ap, rtol=0, atol=1e-12)
+
+
+def test_lofi_proposals_reproduce_the_official_numbers_exactly(tmp_path):
+    expected, gt, pred = _files(tmp_path, "expected_proposals")
+    out = tmp_path / "ar.json"
+    assert main(["evaluate", "--task", "proposals", "--ground-truth", str(gt), "--predictions", str(pred),
+                 "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["AN"] == expected["AN"]
+    assert metrics["AR"] == expected["AR"]
+    assert metrics["recall"] == expected["recall"]
+    assert metrics["AUC"] == expected["AUC"]
