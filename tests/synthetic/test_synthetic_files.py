@@ -70,6 +70,23 @@ def test_same_seed_gives_byte_identical_files(tiny_dataset, tmp_path):
         assert (again.videos_dir / path.name).read_bytes() == path.read_bytes()
 
 
+def test_encoding_the_same_frames_repeatedly_gives_identical_bytes(tmp_path):
+    # x264's AVX-512 macroblock-tree code made repeated encodes in one process differ (about half of them at
+    # 320x240 on AVX-512 CPUs); write_mp4 turns mbtree off. Heap churn between encodes makes a difference likelier.
+    from lofi.data.synthetic.generate import write_mp4
+
+    config = SyntheticConfig(seed=3, **{**TINY, "width_px": 320, "height_px": 240, "video_duration_sec": (6.0, 6.0)})
+    frames = list(render_video(plan_dataset(config)[0], config, 0))
+    digests, churn = set(), []
+    for i in range(12):
+        path = tmp_path / f"{i}.mp4"
+        write_mp4(path, iter(frames), fps=config.fps, width_px=320, height_px=240, crf=config.crf,
+                  keyframe_interval_frames=20)
+        digests.add(path.read_bytes())
+        churn.append([bytearray(1000 + 997 * k) for k in range(40)])  # heap churn between encodes
+    assert len(digests) == 1, f"{len(digests)} different encodings of the same frames"
+
+
 def test_decoded_frames_match_the_rendered_ones(tiny_dataset):
     import av
 

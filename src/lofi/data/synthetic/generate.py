@@ -103,8 +103,10 @@ def write_mp4(path: Path, frames, *, fps: float, width_px: int, height_px: int, 
     with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width_px, height_px, "yuv420p"
+        # mbtree is off because x264's AVX-512 macroblock-tree code is nondeterministic: with it, encoding the
+        # same frames twice in one process can give different bytes (tests/synthetic, "byte_identical")
         stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(keyframe_interval_frames),
-                          "threads": "1"}
+                          "threads": "1", "mbtree": "0"}
         for frame in frames:
             # reformat copies into frames that own their memory: from_ndarray may alias the numpy buffer
             yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
