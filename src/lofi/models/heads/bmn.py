@@ -1,0 +1,136 @@
+"""BMN (Lin et al., ICCV 2019) in pure torch: base module, temporal evaluation, boundary-matching proposal evaluation.
+
+Features ``[B, D, T]`` -> ``start``/``end`` probabilities ``[B, T]``, a duration-start ``confidence`` map
+``[B, 2, Dmax, T]`` (channel 0 classification, channel 1 regressed IoU; probabilities, 0 off the grid) and
+window-level ``video_logits``. Cell ``[d, ts]`` is the proposal ``[ts/T, (ts+d+1)/T]`` (see
+:mod:`lofi.models.heads.proposal_maps`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.heads.proposal_maps import (
+    MapLossConfig,
+    ProposalSampler,
+    duration_start_segments,
+    duration_start_valid_mask,
+    interpolation_matrix,
+    map_head_loss,
+)
+from lofi.models.heads.video_classifier import VideoClassifier
+
+
+def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, samples_per_bin: int = 3,
+              context_ratio: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The boundary-matching sampling weights of every valid duration-start cell -> ``(matrix [M, N, T], cell_index
+    [M])``.
+
+    Candidate ``[d, ts]`` covers snippet coordinates ``[ts - 0.5, ts + d + 0.5]`` (snippet ``t``'s feature sits
+    at ``t``), ``L = d + 1`` snippets, widened by ``context_ratio * L`` on each side (BMN's
+    ``prop_boundary_ratio``, 0.5). ``N * samples_per_bin`` points are spread evenly over it, ends included; each
+    of the ``N = num_samples`` outputs is the mean of ``samples_per_bin`` consecutive linearly interpolated
+    points (features outside the window count as 0). ``cell_index`` is ``d * T + ts`` over the valid cells. BMN's
+    ``[T, N x D x T]`` sample mask is this matrix scattered to all cells and transposed.
+    """
+    if num_samples < 1 or samples_per_bin < 1 or context_ratio < 0:
+        raise ValueError(f"bm_matrix: need num_samples >= 1, samples_per_bin >= 1, context_ratio >= 0; got "
+                         f"{num_samples}, {samples_per_bin}, {context_ratio}")
+    d, ts = duration_start_valid_mask(num_snippets, max_duration).nonzero(as_tuple=True)  # [M], [M]
+    length = (d + 1).to(torch.float64)  # [M]
+    lo = ts.to(torch.float64) - 0.5 - context_ratio * length  # [M]
+    hi = (ts + d).to(torch.float64) + 0.5 + context_ratio * length  # [M]
+    total = num_samples * samples_per_bin
+    steps = torch.arange(total, dtype=torch.float64) / max(total - 1, 1)  # [N*S] in [0, 1]
+    positions = lo[:, None] + (hi - lo)[:, None] * steps  # [M, N*S]
+    positions = positions.view(-1, num_samples, samples_per_bin)  # [M, N, S]
+    return interpolation_matrix(positions, num_snippets), d * num_snippets + ts
+
+
+class BMNHead(TALHead):
+    """BMN: base module, temporal evaluation module (start/end), proposal evaluation module (BM layer + 3-D/2-D convs).
+
+    Outputs (batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and
+    ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, Dmax, T]`` probabilities indexed ``[d, ts]`` (channel 0
+    classification, 1 regression; 0 where ``ts + d >= T``); ``"video_logits"`` ``[B, num_classes]``. The
+    valid-cell mask is the buffer ``valid_mask`` ``[Dmax, T]``.
+
+    Options: ``hidden_dim`` (1-D width, BMN 256), ``hidden_dim_3d`` (after the BM layer's ``(N,1,1)`` conv, BMN
+    512), ``hidden_dim_2d`` (BMN 128), ``groups`` (grouped 1-D convs, BMN 4), ``max_duration`` (``Dmax`` in
+    snippets; default T), ``num_samples``/``samples_per_bin``/``context_ratio`` (BM layer, see
+    :func:`bm_matrix`), ``video_hidden_dim``, and the loss options of :class:`MapLossConfig`.
+    """
+
+    def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
+                 hidden_dim_2d: int = 128, hidden_dim_3d: int = 512, groups: int = 4, max_duration: int | None = None,
+                 num_samples: int = 32, samples_per_bin: int = 3, context_ratio: float = 0.5,
+                 video_hidden_dim: int = 256, boundary_region_snippets: float = 3.0, positive_iou: float = 0.9,
+                 high_iou: float = 0.7, low_iou: float = 0.3, reg_weight: float = 10.0,
+                 video_weight: float = 1.0) -> None:
+        super().__init__()
+        if in_dim % groups or hidden_dim % groups:
+            raise ValueError(f"BMNHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
+                             f"groups={groups}; pass groups=1 for any width")
+        max_duration = num_snippets if max_duration is None else max_duration
+        self.num_classes = num_classes
+        self.num_snippets = num_snippets
+        self.max_duration = max_duration
+        self.in_dim = in_dim
+        self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
+                                         positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
+                                         reg_weight=reg_weight, video_weight=video_weight)
+
+        self.base = nn.Sequential(
+            nn.Conv1d(in_dim, hidden_dim, kernel_size=3, padding=1, groups=groups), nn.ReLU(inplace=True),
+            nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1, groups=groups), nn.ReLU(inplace=True),
+        )
+        self.start_branch = _boundary_branch(hidden_dim, groups)
+        self.end_branch = _boundary_branch(hidden_dim, groups)
+        self.proposal_1d = nn.Sequential(nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1),
+                                         nn.ReLU(inplace=True))
+        matrix, cell_index = bm_matrix(num_snippets, max_duration, num_samples=num_samples,
+                                       samples_per_bin=samples_per_bin, context_ratio=context_ratio)
+        self.boundary_matching = ProposalSampler(in_dim=hidden_dim, out_dim=hidden_dim_3d, matrix=matrix,
+                                                 cell_index=cell_index, map_shape=(max_duration, num_snippets))
+        self.proposal_2d = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim_3d, hidden_dim_2d, kernel_size=1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim_2d, hidden_dim_2d, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim_2d, hidden_dim_2d, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim_2d, 2, kernel_size=1),
+        )
+        self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
+                                                hidden_dim=video_hidden_dim)
+        self.register_buffer("valid_mask", duration_start_valid_mask(num_snippets, max_duration),
+                             persistent=False)  # [Dmax, T]
+        self.register_buffer("candidate_segments", duration_start_segments(num_snippets, max_duration),
+                             persistent=False)  # [Dmax, T, 2]
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        if features.dim() != 3 or features.shape[1] != self.in_dim or features.shape[2] != self.num_snippets:
+            raise ValueError(f"BMNHead: expected features [B, {self.in_dim}, {self.num_snippets}] (built for "
+                             f"in_dim={self.in_dim}, num_snippets={self.num_snippets}), got {tuple(features.shape)}")
+        base = self.base(features)  # [B, D, T] -> [B, H, T]
+        start = torch.sigmoid(self.start_branch(base)).squeeze(1)  # [B, T]
+        end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
+        matched = self.boundary_matching(self.proposal_1d(base))  # [B, H, T] -> [B, H3, Dmax, T]
+        confidence = torch.sigmoid(self.proposal_2d(matched)) * self.valid_mask  # [B, 2, Dmax, T]
+        video_logits = self.video_classifier(base)  # [B, C]
+        return {"start": start, "end": end, "confidence": confidence, "video_logits": video_logits}
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+        """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + video_weight *
+        video_cls (see :func:`lofi.models.heads.proposal_maps.proposal_map_losses`)."""
+        return map_head_loss(outputs, targets, candidates=self.candidate_segments, valid=self.valid_mask,
+                             config=self.loss_config)
+
+
+def _boundary_branch(hidden_dim: int, groups: int) -> nn.Sequential:
+    """BMN's temporal evaluation branch: grouped conv, ReLU, 1x1 to one logit per snippet."""
+    return nn.Sequential(nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1, groups=groups),
+                         nn.ReLU(inplace=True), nn.Conv1d(hidden_dim, 1, kernel_size=1))
+
+
+__all__ = ["BMNHead", "bm_matrix"]

@@ -1,0 +1,200 @@
+"""G-TAD (Xu et al., CVPR 2020), the LoFi paper's head, in pure torch: GCNeXt graph blocks, SGAlign, matching map.
+
+Features ``[B, D, T]`` -> ``start``/``end`` probabilities ``[B, T]``, a start-end ``confidence`` map
+``[B, 2, T, T]`` (channel 0: classification confidence, channel 1: regressed IoU; probabilities, 0 on cells that
+are not candidates) and window-level ``video_logits`` ``[B, num_classes]``. Grid and target conventions are in
+:mod:`lofi.models.heads.proposal_maps`: cell ``[ts, te]`` is the proposal ``[ts/T, (te+1)/T]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.heads.proposal_maps import (
+    MapLossConfig,
+    ProposalSampler,
+    interpolation_matrix,
+    map_head_loss,
+    start_end_segments,
+    start_end_valid_mask,
+)
+from lofi.models.heads.video_classifier import VideoClassifier
+
+
+def knn_indices(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``[B, T, k]`` of each snippet's ``k`` nearest snippets in feature space (itself first, distance 0).
+
+    ``x`` is ``[B, C, T]``; Euclidean distance, computed in float32 without gradient (the graph is rebuilt from the
+    current features at every call: G-TAD's dynamic semantic edges).
+    """
+    with torch.no_grad():
+        xf = x.detach().float()
+        sq = xf.square().sum(dim=1)  # [B, T]
+        dist = sq[:, :, None] + sq[:, None, :] - 2 * xf.transpose(1, 2) @ xf  # [B, T, T]
+        return dist.topk(k, dim=-1, largest=False).indices  # [B, T, k]
+
+
+def gather_neighbours(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Neighbour features: ``x [B, C, T]``, ``index [B, T, k]`` -> ``[B, C, T, k]``."""
+    b, c, t = x.shape
+    k = index.shape[-1]
+    flat = x.transpose(1, 2).reshape(b * t, c)  # [B*T, C]
+    offset = (torch.arange(b, device=x.device) * t).view(b, 1, 1)
+    picked = flat[(index + offset).reshape(-1)]  # [B*T*k, C]
+    return picked.view(b, t, k, c).permute(0, 3, 1, 2)  # [B, C, T, k]
+
+
+class GCNeXt(nn.Module):
+    """G-TAD's graph block: ``relu(x + temporal(x) + semantic(x))``, ``[B, C, T] -> [B, C, T]``.
+
+    Temporal edges link each snippet to its neighbours in time (a grouped kernel-3 conv); semantic edges link it
+    to its ``k`` nearest snippets in feature space, with EdgeConv features ``(x_j - x_i, x_i)`` max-pooled over
+    the neighbours. Both paths are ResNeXt bottlenecks: 1x1 in, ``groups`` grouped paths of ``width_per_group``
+    channels, 1x1 out.
+    """
+
+    def __init__(self, *, channels: int, k: int = 3, groups: int = 32, width_per_group: int = 4) -> None:
+        super().__init__()
+        if k < 1 or groups < 1 or width_per_group < 1:
+            raise ValueError(f"GCNeXt: k, groups and width_per_group must be >= 1, got {k}, {groups}, "
+                             f"{width_per_group}")
+        self.k = k
+        width = groups * width_per_group
+        self.temporal = nn.Sequential(
+            nn.Conv1d(channels, width, kernel_size=1), nn.ReLU(inplace=True),
+            nn.Conv1d(width, width, kernel_size=3, padding=1, groups=groups), nn.ReLU(inplace=True),
+            nn.Conv1d(width, channels, kernel_size=1),
+        )
+        self.semantic = nn.Sequential(
+            nn.Conv2d(2 * channels, width, kernel_size=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, kernel_size=1, groups=groups), nn.ReLU(inplace=True),
+            nn.Conv2d(width, channels, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        neighbours = gather_neighbours(x, knn_indices(x, self.k))  # [B, C, T, k]
+        centre = x.unsqueeze(-1).expand_as(neighbours)  # [B, C, T, k]
+        semantic = self.semantic(torch.cat([neighbours - centre, centre], dim=1)).amax(dim=-1)  # [B, C, T]
+        return F.relu(x + self.temporal(x) + semantic)  # [B, C, T]
+
+
+def sgalign_matrix(num_snippets: int, *, num_samples: int = 16, samples_per_bin: int = 0,
+                   context_ratio: float = 0.5, max_duration: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """SGAlign's sampling weights for every candidate of the start-end map -> ``(matrix [M, P, T], cell_index [M])``.
+
+    Candidate ``[ts, te]`` covers snippet coordinates ``[ts - 0.5, te + 0.5]`` (snippet ``t``'s feature sits at
+    ``t``), ``L = te - ts + 1`` snippets; it is widened by ``context_ratio * L`` on each side (G-TAD: 0.5) and
+    split into ``P = num_samples`` equal bins. Bin ``p`` is the mean of ``g`` linearly interpolated points at
+    its sub-bin centres (RoIAlign in 1-D), ``g = samples_per_bin``, or ``ceil(bin width)`` when 0 (G-TAD's
+    adaptive default). Outside the window the features count as 0. ``cell_index`` is ``ts * T + te``, row-major
+    over the valid cells (:func:`start_end_valid_mask`).
+    """
+    if num_samples < 1 or samples_per_bin < 0 or context_ratio < 0:
+        raise ValueError(f"sgalign_matrix: need num_samples >= 1, samples_per_bin >= 0, context_ratio >= 0; got "
+                         f"{num_samples}, {samples_per_bin}, {context_ratio}")
+    ts, te = start_end_valid_mask(num_snippets, max_duration=max_duration).nonzero(as_tuple=True)  # [M], [M]
+    length = (te - ts + 1).to(torch.float64)  # [M]
+    lo = ts.to(torch.float64) - 0.5 - context_ratio * length  # [M]
+    bin_width = (1 + 2 * context_ratio) * length / num_samples  # [M]
+    grid = (torch.full_like(bin_width, float(samples_per_bin)) if samples_per_bin > 0
+            else torch.ceil(bin_width - 1e-9).clamp_min(1))  # [M] points per bin
+    max_grid = int(grid.max())
+    p = torch.arange(num_samples, dtype=torch.float64).view(1, -1, 1)  # [1, P, 1]
+    i = torch.arange(max_grid, dtype=torch.float64).view(1, 1, -1)  # [1, 1, G]
+    g = grid.view(-1, 1, 1)  # [M, 1, 1]
+    positions = lo.view(-1, 1, 1) + (p + (i + 0.5) / g) * bin_width.view(-1, 1, 1)  # [M, P, G]
+    weights = torch.where(i < g, 1.0 / g, torch.zeros_like(g)).expand_as(positions)  # [M, P, G]
+    matrix = interpolation_matrix(positions, num_snippets, point_weights=weights)  # [M, P, T]
+    return matrix, ts * num_snippets + te
+
+
+class GTADHead(TALHead):
+    """G-TAD: GCNeXt backbone, start/end branches, SGAlign over every candidate and the matching head.
+
+    Outputs (all float, batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T``
+    (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, T, T]`` probabilities indexed ``[ts, te]``
+    (channel 0 classification, 1 regression; 0 where ``te < ts`` or the duration exceeds ``max_duration``);
+    ``"video_logits"`` ``[B, num_classes]`` (multi-label logits). The valid-cell mask is the buffer
+    ``valid_mask`` ``[T, T]``.
+
+    Options: ``hidden_dim`` (1-D width, G-TAD 256), ``align_dim`` (width after SGAlign, G-TAD 512), ``map_dim``
+    (2-D width, G-TAD 128), ``k`` (semantic neighbours), ``groups``/``width_per_group`` (GCNeXt paths),
+    ``stem_groups`` (grouped input conv), ``num_samples``/``samples_per_bin``/``context_ratio`` (SGAlign, see
+    :func:`sgalign_matrix`), ``max_duration`` (longest candidate in snippets; default T), ``video_hidden_dim``,
+    and the loss options of :class:`MapLossConfig`.
+    """
+
+    def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
+                 align_dim: int = 512, map_dim: int = 128, k: int = 3, groups: int = 32, width_per_group: int = 4,
+                 stem_groups: int = 4, num_samples: int = 16, samples_per_bin: int = 0, context_ratio: float = 0.5,
+                 max_duration: int | None = None, video_hidden_dim: int = 256,
+                 boundary_region_snippets: float = 3.0, positive_iou: float = 0.9, high_iou: float = 0.7,
+                 low_iou: float = 0.3, reg_weight: float = 10.0, video_weight: float = 1.0) -> None:
+        super().__init__()
+        if not 1 <= k <= num_snippets:
+            raise ValueError(f"GTADHead: k={k} semantic neighbours need 1 <= k <= num_snippets={num_snippets}")
+        if in_dim % stem_groups or hidden_dim % stem_groups:
+            raise ValueError(f"GTADHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
+                             f"stem_groups={stem_groups}; pass stem_groups=1 for any width")
+        self.num_classes = num_classes
+        self.num_snippets = num_snippets
+        self.k = k
+        self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
+                                         positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
+                                         reg_weight=reg_weight, video_weight=video_weight)
+        block = dict(channels=hidden_dim, k=k, groups=groups, width_per_group=width_per_group)
+
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_dim, hidden_dim, kernel_size=3, padding=1, groups=stem_groups), nn.ReLU(inplace=True),
+            GCNeXt(**block),
+        )
+        self.start_branch = nn.Sequential(GCNeXt(**block), nn.Conv1d(hidden_dim, 1, kernel_size=1))
+        self.end_branch = nn.Sequential(GCNeXt(**block), nn.Conv1d(hidden_dim, 1, kernel_size=1))
+        self.backbone = GCNeXt(**block)
+        matrix, cell_index = sgalign_matrix(num_snippets, num_samples=num_samples, samples_per_bin=samples_per_bin,
+                                            context_ratio=context_ratio, max_duration=max_duration)
+        self.align = ProposalSampler(in_dim=2 * hidden_dim, out_dim=align_dim, matrix=matrix, cell_index=cell_index,
+                                     map_shape=(num_snippets, num_snippets))
+        self.matching = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.Conv2d(align_dim, map_dim, kernel_size=1), nn.ReLU(inplace=True),
+            nn.Conv2d(map_dim, map_dim, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(map_dim, map_dim, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(map_dim, 2, kernel_size=1),
+        )
+        self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
+                                                hidden_dim=video_hidden_dim)
+        self.register_buffer("valid_mask", start_end_valid_mask(num_snippets, max_duration=max_duration),
+                             persistent=False)  # [T, T]
+        self.register_buffer("candidate_segments", start_end_segments(num_snippets), persistent=False)  # [T, T, 2]
+        self.in_dim = in_dim
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        _check_features(features, self.in_dim, self.num_snippets, "GTADHead")
+        base = self.stem(features)  # [B, D, T] -> [B, H, T]
+        start = torch.sigmoid(self.start_branch(base)).squeeze(1)  # [B, T]
+        end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
+        deep = self.backbone(base)  # [B, H, T]
+        context = gather_neighbours(deep, knn_indices(deep, self.k)).mean(dim=-1)  # [B, H, T] semantic context
+        aligned = self.align(torch.cat([deep, context], dim=1))  # [B, 2H, T] -> [B, A, T, T]
+        confidence = torch.sigmoid(self.matching(aligned)) * self.valid_mask  # [B, 2, T, T]
+        video_logits = self.video_classifier(base)  # [B, C]
+        return {"start": start, "end": end, "confidence": confidence, "video_logits": video_logits}
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+        """``"loss"`` = boundary + map_cls + reg_weight * map_reg + video_weight * video_cls (see
+        :func:`lofi.models.heads.proposal_maps.proposal_map_losses`)."""
+        return map_head_loss(outputs, targets, candidates=self.candidate_segments, valid=self.valid_mask,
+                             config=self.loss_config)
+
+
+def _check_features(features: torch.Tensor, in_dim: int, num_snippets: int, name: str) -> None:
+    if features.dim() != 3 or features.shape[1] != in_dim or features.shape[2] != num_snippets:
+        raise ValueError(f"{name}: expected features [B, {in_dim}, {num_snippets}] (built for in_dim={in_dim}, "
+                         f"num_snippets={num_snippets}), got {tuple(features.shape)}")
+
+
+__all__ = ["GCNeXt", "GTADHead", "gather_neighbours", "knn_indices", "sgalign_matrix"]

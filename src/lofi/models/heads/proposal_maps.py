@@ -1,0 +1,350 @@
+"""Proposal-map targets and losses shared by the G-TAD and BMN heads, and the sampling-matrix helper they use.
+
+Grid convention (used by the targets, both heads and both decoders): a window of ``T`` snippets spans [0, 1];
+snippet ``t`` covers ``[t/T, (t+1)/T]`` and its feature sits at its centre. A candidate proposal is a pair of
+snippet indices ``(ts, te)`` with ``0 <= ts <= te < T``; it covers ``[ts/T, (te+1)/T]``: it starts where snippet
+``ts`` starts and ends where snippet ``te`` ends (so ``1 <= te + 1 - ts <= T`` snippets long, and the window edges
+0 and 1 are reachable exactly). ``start[b, t]`` is the probability that an action starts at ``t/T``;
+``end[b, t]`` that one ends at ``(t+1)/T``.
+
+Two map layouts hold one value per candidate:
+
+- start-end (G-TAD): ``[T, T]`` indexed ``[ts, te]``; valid on the upper triangle with the diagonal, ``te >= ts``
+  (and ``te - ts < max_duration`` when limited);
+- duration-start (BMN): ``[D, T]`` indexed ``[d, ts]`` with ``te = ts + d`` (``d + 1`` snippets); valid where
+  ``ts + d < T``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lofi.models.heads.base import SegmentTargets
+from lofi.models.heads.video_classifier import video_classification_loss
+
+_EPS = 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Candidate grids
+
+
+def start_end_valid_mask(num_snippets: int, *, max_duration: int | None = None) -> torch.Tensor:
+    """``[T, T]`` bool: ``[ts, te]`` is a candidate when ``ts <= te`` and ``te - ts < max_duration``."""
+    _check_grid(num_snippets, max_duration)
+    t = torch.arange(num_snippets)
+    length = t[None, :] - t[:, None] + 1  # [T, T] snippets spanned by [ts, te]
+    limit = num_snippets if max_duration is None else max_duration
+    return (length >= 1) & (length <= limit)
+
+
+def start_end_segments(num_snippets: int) -> torch.Tensor:
+    """``[T, T, 2]`` float: cell ``[ts, te]`` -> ``(ts/T, (te+1)/T)`` (meaningful where the cell is valid)."""
+    t = torch.arange(num_snippets, dtype=torch.float32)
+    starts = (t / num_snippets)[:, None].expand(num_snippets, num_snippets)  # [T, T]
+    ends = ((t + 1) / num_snippets)[None, :].expand(num_snippets, num_snippets)  # [T, T]
+    return torch.stack([starts, ends], dim=-1)
+
+
+def duration_start_valid_mask(num_snippets: int, max_duration: int) -> torch.Tensor:
+    """``[D, T]`` bool: ``[d, ts]`` is a candidate when ``ts + d < T`` (it ends inside the window)."""
+    _check_grid(num_snippets, max_duration)
+    d = torch.arange(max_duration)[:, None]  # [D, 1]
+    t = torch.arange(num_snippets)[None, :]  # [1, T]
+    return t + d < num_snippets
+
+
+def duration_start_segments(num_snippets: int, max_duration: int) -> torch.Tensor:
+    """``[D, T, 2]`` float: cell ``[d, ts]`` -> ``(ts/T, (ts+d+1)/T)``."""
+    d = torch.arange(max_duration, dtype=torch.float32)[:, None]  # [D, 1]
+    t = torch.arange(num_snippets, dtype=torch.float32)[None, :]  # [1, T]
+    starts = (t / num_snippets).expand(max_duration, num_snippets)  # [D, T]
+    ends = (t + d + 1) / num_snippets  # [D, T]
+    return torch.stack([starts, ends], dim=-1)
+
+
+def duration_start_to_start_end(maps: torch.Tensor) -> torch.Tensor:
+    """Re-index duration-start maps ``[..., D, T]`` to start-end maps ``[..., T, T]`` (cells off the grid -> 0)."""
+    d_max, t_max = maps.shape[-2:]
+    d = torch.arange(d_max, device=maps.device)[:, None]  # [D, 1]
+    ts = torch.arange(t_max, device=maps.device)[None, :].expand(d_max, t_max)  # [D, T]
+    te = ts + d  # [D, T]
+    keep = te < t_max  # [D, T]
+    flat_index = (ts * t_max + te)[keep]  # [K] cells of the start-end map
+    out = maps.new_zeros(*maps.shape[:-2], t_max * t_max)  # [..., T*T]
+    out[..., flat_index] = maps[..., keep]
+    return out.view(*maps.shape[:-2], t_max, t_max)
+
+
+def interpolation_matrix(positions: torch.Tensor, num_snippets: int, *,
+                         point_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Weights that sample a feature sequence by linear interpolation: positions ``[..., G]`` -> ``[..., T]``.
+
+    Positions are in snippet coordinates (snippet ``t``'s feature sits at ``t``); the sequence is zero-padded
+    outside ``[0, T-1]``. Row ``r`` of the result, applied as ``x @ row`` to ``x [C, T]``, gives
+    ``sum_g point_weights[r, g] * interp(x, positions[r, g])``; ``point_weights`` defaults to ``1/G`` (the mean
+    of the ``G`` points, as in RoIAlign bins and BMN's per-bin samples).
+    """
+    lead, num_points = positions.shape[:-1], positions.shape[-1]
+    pos = positions.reshape(-1, num_points).to(torch.float64)  # [R, G]
+    if point_weights is None:
+        weights = torch.full_like(pos, 1.0 / num_points)  # [R, G]
+    else:
+        weights = point_weights.reshape(-1, num_points).to(torch.float64)  # [R, G]
+    low = torch.floor(pos)  # [R, G]
+    frac = pos - low  # [R, G]
+    # Slot s + 1 holds snippet s; slots 0 and T + 1 collect everything outside the window and are dropped.
+    slot_low = (low + 1).clamp(0, num_snippets + 1).long()  # [R, G]
+    slot_high = (low + 2).clamp(0, num_snippets + 1).long()  # [R, G]
+    out = torch.zeros(pos.shape[0], num_snippets + 2, dtype=torch.float64)  # [R, T+2]
+    out.scatter_add_(1, slot_low, weights * (1 - frac))
+    out.scatter_add_(1, slot_high, weights * frac)
+    return out[:, 1:-1].to(torch.float32).reshape(*lead, num_snippets)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass(frozen=True)
+class ProposalTargets:
+    """Dense targets of a batch: boundary label sequences and the IoU of every candidate with the ground truth.
+
+    ``start``, ``end`` ``[B, T]`` in [0, 1] (the fraction of a boundary anchor covered by a ground-truth boundary
+    region; positives are ``> 0.5``); ``iou`` ``[B, *map]`` the max IoU of each candidate with any ground-truth
+    segment (0 for windows without one).
+    """
+
+    start: torch.Tensor
+    end: torch.Tensor
+    iou: torch.Tensor
+
+
+def clip_segments(segments: torch.Tensor) -> torch.Tensor:
+    """Ground truth ``[N, 2]`` (fractions) clipped to the window, segments left empty dropped -> ``[N', 2]``."""
+    clipped = segments.to(torch.float32).clamp(0.0, 1.0)  # [N, 2]
+    return clipped[clipped[:, 1] > clipped[:, 0]]
+
+
+def iou_with_segments(candidates: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Max IoU of every candidate ``[..., 2]`` with any of ``segments`` ``[N, 2]`` -> ``[...]`` (0 when N = 0)."""
+    if segments.shape[0] == 0:
+        return candidates.new_zeros(candidates.shape[:-1])
+    a = candidates[..., None, :]  # [..., 1, 2]
+    inter = (torch.minimum(a[..., 1], segments[:, 1]) - torch.maximum(a[..., 0], segments[:, 0])).clamp_min(0)
+    union = (a[..., 1] - a[..., 0]) + (segments[:, 1] - segments[:, 0]) - inter  # [..., N]
+    iou = torch.where(union > 0, inter / union.clamp_min(_EPS), torch.zeros_like(union))  # [..., N]
+    return iou.amax(dim=-1)
+
+
+def boundary_labels(segments: torch.Tensor, num_snippets: int, *,
+                    region_snippets: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """BMN-style boundary label sequences of one window -> ``(start [T], end [T])`` in [0, 1].
+
+    Each ground-truth boundary becomes a region ``region_snippets / T`` wide centred on it; the label at index
+    ``t`` is the largest fraction of its anchor covered by a region. The start anchor of ``t`` is
+    ``[(t-0.5)/T, (t+0.5)/T]`` (centred on the start boundary ``t/T``), the end anchor
+    ``[(t+0.5)/T, (t+1.5)/T]`` (centred on the end boundary ``(t+1)/T``).
+    """
+    segments = clip_segments(segments)
+    t = torch.arange(num_snippets, dtype=torch.float32, device=segments.device)
+    half = 0.5 * region_snippets / num_snippets
+
+    def cover(anchor_centres: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:
+        if boundaries.numel() == 0:
+            return torch.zeros(num_snippets, device=segments.device)
+        lo = torch.maximum(anchor_centres[:, None] - 0.5 / num_snippets, boundaries[None, :] - half)  # [T, N]
+        hi = torch.minimum(anchor_centres[:, None] + 0.5 / num_snippets, boundaries[None, :] + half)  # [T, N]
+        return ((hi - lo).clamp_min(0) * num_snippets).clamp_max(1.0).amax(dim=1)  # [T]
+
+    return cover(t / num_snippets, segments[:, 0]), cover((t + 1) / num_snippets, segments[:, 1])
+
+
+def proposal_targets(targets: SegmentTargets, *, candidates: torch.Tensor, num_snippets: int,
+                     region_snippets: float = 3.0) -> ProposalTargets:
+    """Targets of a batch for candidates ``[*map, 2]`` (e.g. :func:`start_end_segments`) -> :class:`ProposalTargets`."""
+    starts, ends, ious = [], [], []
+    for segments in targets.segments:
+        gt = clip_segments(segments.to(candidates.device))  # [N, 2]
+        start, end = boundary_labels(gt, num_snippets, region_snippets=region_snippets)  # [T], [T]
+        starts.append(start)
+        ends.append(end)
+        ious.append(iou_with_segments(candidates, gt))  # [*map]
+    if not starts:
+        raise ValueError("proposal_targets: empty batch (no windows in targets)")
+    return ProposalTargets(start=torch.stack(starts), end=torch.stack(ends), iou=torch.stack(ious))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def balanced_bce(probs: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """BMN's weighted binary cross-entropy on probabilities: ``0.5 * mean_pos(-log p) + 0.5 * mean_neg(-log(1-p))``.
+
+    Means are over the whole batch (``valid`` cells only); an empty side contributes 0, so all-negative batches
+    (windows without actions) give a finite loss. Computed in float32 with ``log(p + 1e-6)``.
+    """
+    p = probs.float()
+    pos = positive.float()
+    neg = 1.0 - pos
+    if valid is not None:
+        pos = pos * valid.float()
+        neg = neg * valid.float()
+    loss_pos = -(torch.log(p + _EPS) * pos).sum() / pos.sum().clamp_min(1.0)
+    loss_neg = -(torch.log(1.0 - p + _EPS) * neg).sum() / neg.sum().clamp_min(1.0)
+    return 0.5 * loss_pos + 0.5 * loss_neg
+
+
+def balanced_l2(probs: torch.Tensor, iou: torch.Tensor, valid: torch.Tensor, *, high_iou: float = 0.7,
+                low_iou: float = 0.3) -> torch.Tensor:
+    """BMN's regression loss ``0.5 * sum w (p - iou)^2 / sum w`` with deterministic balancing.
+
+    BMN keeps every cell with IoU > ``high_iou`` and randomly samples as many cells from (``low_iou``,
+    ``high_iou``] and from [0, ``low_iou``]; here each of those two sets gets that sampling's expected weight,
+    ``min(1, max(n_high, 1) / n_set)`` per cell (no randomness; the ``max(., 1)`` keeps all-negative batches
+    training toward 0). Unlike BMN, cells with IoU exactly 0 belong to the low set.
+    """
+    p = probs.float()
+    g = iou.float()
+    v = valid.float()
+    high = (g > high_iou).float() * v
+    mid = ((g > low_iou) & (g <= high_iou)).float() * v
+    low = (g <= low_iou).float() * v
+    n_high = high.sum().clamp_min(1.0)
+    weights = (high + mid * (n_high / mid.sum().clamp_min(1.0)).clamp_max(1.0)
+               + low * (n_high / low.sum().clamp_min(1.0)).clamp_max(1.0)).detach()
+    return 0.5 * (weights * (p - g).square()).sum() / weights.sum().clamp_min(1.0)
+
+
+def proposal_map_losses(*, start: torch.Tensor, end: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
+                        targets: ProposalTargets, positive_iou: float = 0.9, high_iou: float = 0.7,
+                        low_iou: float = 0.3, reg_weight: float = 10.0) -> dict[str, torch.Tensor]:
+    """The G-TAD / BMN localisation losses from probabilities.
+
+    ``start``, ``end`` ``[B, T]``; ``confidence`` ``[B, 2, *map]`` (channel 0 classification, channel 1
+    regression); ``valid`` ``[*map]`` bool. Returns ``"boundary"`` (balanced BCE on start + on end, positives
+    label > 0.5), ``"map_cls"`` (balanced BCE, positives IoU > ``positive_iou``), ``"map_reg"``
+    (:func:`balanced_l2`) and their total ``"localization" = boundary + map_cls + reg_weight * map_reg``.
+    """
+    boundary = balanced_bce(start, targets.start > 0.5) + balanced_bce(end, targets.end > 0.5)
+    mask = valid.expand_as(targets.iou)  # [B, *map]
+    map_cls = balanced_bce(confidence[:, 0], targets.iou > positive_iou, mask)
+    map_reg = balanced_l2(confidence[:, 1], targets.iou, mask, high_iou=high_iou, low_iou=low_iou)
+    return {"localization": boundary + map_cls + reg_weight * map_reg, "boundary": boundary, "map_cls": map_cls,
+            "map_reg": map_reg}
+
+
+def _check_grid(num_snippets: int, max_duration: int | None) -> None:
+    if num_snippets < 1:
+        raise ValueError(f"num_snippets must be >= 1, got {num_snippets}")
+    if max_duration is not None and not 1 <= max_duration <= num_snippets:
+        raise ValueError(f"max_duration must be in [1, num_snippets={num_snippets}] snippets, got {max_duration}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loss configuration and the full head loss
+
+
+@dataclass(frozen=True)
+class MapLossConfig:
+    """Options of the G-TAD / BMN losses (the heads take them as keyword options).
+
+    ``boundary_region_snippets``: width of the region around a ground-truth boundary, in snippets (BMN: 3);
+    ``positive_iou``: classification positives have IoU > this (BMN / G-TAD: 0.9); ``high_iou`` / ``low_iou``:
+    the regression balancing sets (0.7 / 0.3); ``reg_weight``: weight of the regression loss (10);
+    ``video_weight``: weight of the window-level classification BCE.
+    """
+
+    boundary_region_snippets: float = 3.0
+    positive_iou: float = 0.9
+    high_iou: float = 0.7
+    low_iou: float = 0.3
+    reg_weight: float = 10.0
+    video_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.boundary_region_snippets > 0:
+            raise ValueError(f"boundary_region_snippets must be > 0, got {self.boundary_region_snippets}")
+        if not 0 <= self.low_iou <= self.high_iou < 1 or not 0 <= self.positive_iou < 1:
+            raise ValueError(f"IoU thresholds need 0 <= low_iou <= high_iou < 1 and 0 <= positive_iou < 1; got "
+                             f"low_iou={self.low_iou}, high_iou={self.high_iou}, positive_iou={self.positive_iou}")
+        if self.reg_weight < 0 or self.video_weight < 0:
+            raise ValueError(f"loss weights must be >= 0, got reg_weight={self.reg_weight}, "
+                             f"video_weight={self.video_weight}")
+
+
+def map_head_loss(outputs: dict[str, torch.Tensor], targets: SegmentTargets, *, candidates: torch.Tensor,
+                  valid: torch.Tensor, config: MapLossConfig) -> dict[str, torch.Tensor]:
+    """Total loss of a G-TAD / BMN head from its raw outputs (``start``, ``end``, ``confidence``, ``video_logits``).
+
+    ``candidates`` ``[*map, 2]`` and ``valid`` ``[*map]`` describe the map layout. Returns ``"loss" =
+    localization + video_weight * video_cls`` and the parts (see :func:`proposal_map_losses`).
+    """
+    start = outputs["start"]  # [B, T]
+    if len(targets) != start.shape[0]:
+        raise ValueError(f"loss: {start.shape[0]} windows in the outputs but {len(targets)} in the targets")
+    maps = proposal_targets(targets, candidates=candidates, num_snippets=start.shape[1],
+                            region_snippets=config.boundary_region_snippets)
+    parts = proposal_map_losses(start=start, end=outputs["end"], confidence=outputs["confidence"], valid=valid,
+                                targets=maps, positive_iou=config.positive_iou, high_iou=config.high_iou,
+                                low_iou=config.low_iou, reg_weight=config.reg_weight)
+    video = video_classification_loss(outputs["video_logits"], targets)
+    return {"loss": parts["localization"] + config.video_weight * video, **parts, "video_cls": video}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fused sample-and-project layer (G-TAD's SGAlign + first 1x1 conv, BMN's BM layer + Conv3d)
+
+
+class ProposalSampler(nn.Module):
+    """Features of every candidate, sampled with a fixed interpolation matrix and projected: ``[B, C, T] -> [B, O,
+    *map]``.
+
+    ``matrix`` ``[M, P, T]`` holds, for each of the ``M`` valid candidates, ``P`` sampling rows (see
+    :func:`interpolation_matrix`); ``cell_index`` ``[M]`` their flat positions in the map of shape ``map_shape``.
+    Mathematically this is "sample ``[B, C, P, *map]`` (:meth:`sample`), then a linear layer over ``(C, P)``"
+    (G-TAD's first 1x1 conv after SGAlign, BMN's ``(N, 1, 1)`` Conv3d after the BM layer). It is computed
+    projection-first, ``(W x) @ S``: one matmul with the precomputed ``[P*T, M]`` buffer, never holding the
+    ``P``-times larger sampled tensor. Cells off the grid are 0 (before the bias, which every cell gets).
+    """
+
+    def __init__(self, *, in_dim: int, out_dim: int, matrix: torch.Tensor, cell_index: torch.Tensor,
+                 map_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        num_cells, num_points, num_snippets = matrix.shape
+        if cell_index.shape != (num_cells,):
+            raise ValueError(f"cell_index: expected shape ({num_cells},), got {tuple(cell_index.shape)}")
+        self.map_shape = tuple(map_shape)
+        self.num_points = num_points
+        self.num_snippets = num_snippets
+        self.register_buffer("sampling", matrix.permute(1, 2, 0).reshape(num_points * num_snippets, num_cells)
+                             .contiguous(), persistent=False)  # [P*T, M]
+        self.register_buffer("cell_index", cell_index.long(), persistent=False)  # [M]
+        bound = 1.0 / math.sqrt(in_dim * num_points)  # the default init of the equivalent conv over (C, P)
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim, num_points).uniform_(-bound, bound))  # [O, C, P]
+        self.bias = nn.Parameter(torch.empty(out_dim).uniform_(-bound, bound))  # [O]
+
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        """The sampled features ``[B, C, T] -> [B, C, P, *map]`` (for inspection and tests; 0 off the grid)."""
+        b, c, _ = x.shape
+        matrix = self.sampling.view(self.num_points, self.num_snippets, -1)  # [P, T, M]
+        cells = torch.einsum("bct,ptm->bcpm", x, matrix.to(x.dtype))  # [B, C, P, M]
+        full = cells.new_zeros(b, c, self.num_points, math.prod(self.map_shape))  # [B, C, P, cells]
+        full = full.index_copy(3, self.cell_index, cells)
+        return full.view(b, c, self.num_points, *self.map_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        out_dim, in_dim, points = self.weight.shape
+        kernel = self.weight.permute(0, 2, 1).reshape(out_dim * points, in_dim, 1)  # [O*P, C, 1]
+        projected = F.conv1d(x, kernel).view(b, out_dim, points * self.num_snippets)  # [B, O, P*T]
+        cells = projected @ self.sampling.to(projected.dtype)  # [B, O, M]
+        full = cells.new_zeros(b, out_dim, math.prod(self.map_shape))  # [B, O, cells]
+        full = full.index_copy(2, self.cell_index, cells)
+        return full.view(b, out_dim, *self.map_shape) + self.bias.view(out_dim, *(1,) * len(self.map_shape))

@@ -1,0 +1,76 @@
+"""Decode G-TAD raw outputs (start/end probabilities, start-end confidence map) into class-agnostic candidates.
+
+Also the shared core, :func:`decode_start_end`, which :func:`lofi.postprocess.decoders.bmn.decode_bmn` uses after
+re-indexing its duration-start map. Cell ``[ts, te]`` becomes the segment ``[ts/T, (te+1)/T]`` (window
+fractions, as the targets define it in :mod:`lofi.models.heads.proposal_maps`); its score is BMN's
+``start[ts] * end[te] * confidence_cls * confidence_reg``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lofi.models.heads.proposal_maps import start_end_valid_mask
+from lofi.postprocess.candidates import Candidates
+
+
+def boundary_peaks(probs: torch.Tensor, *, first: bool = False, last: bool = False) -> torch.Tensor:
+    """BMN's boundary filter: ``[B, T]`` probabilities -> ``[B, T]`` bool, True at strict local maxima (an edge
+    index compared with its one neighbour) or where the probability is >= half the window's maximum.
+
+    ``first`` / ``last`` also keep index 0 / T-1 unconditionally (BMN keeps the window's first start and last end).
+    """
+    left = torch.nn.functional.pad(probs, (1, 0), value=float("-inf"))[:, :-1]  # [B, T] probs[t-1]
+    right = torch.nn.functional.pad(probs, (0, 1), value=float("-inf"))[:, 1:]  # [B, T] probs[t+1]
+    keep = ((probs > left) & (probs > right)) | (probs >= 0.5 * probs.amax(dim=1, keepdim=True))  # [B, T]
+    if first:
+        keep[:, 0] = True
+    if last:
+        keep[:, -1] = True
+    return keep
+
+
+def decode_start_end(start: torch.Tensor, end: torch.Tensor, confidence: torch.Tensor, *, valid: torch.Tensor,
+                     top_k: int | None = 100, boundary_filter: bool = True) -> list[Candidates]:
+    """Candidates from ``start``, ``end`` ``[B, T]`` and a start-end ``confidence`` ``[B, 2, T, T]`` (valid ``[T, T]``).
+
+    Only valid cells are candidates; with ``boundary_filter``, only cells whose start and end pass
+    :func:`boundary_peaks` (first start / last end always kept). Scores are sorted descending (ties: lower flat
+    cell index first) and at most ``top_k`` kept per window. Labels are None (class-agnostic proposals).
+    """
+    if start.dim() != 2 or end.shape != start.shape:
+        raise ValueError(f"decode: expected start and end [B, T], got {tuple(start.shape)} and {tuple(end.shape)}")
+    b, t = start.shape
+    if confidence.shape != (b, 2, t, t) or valid.shape != (t, t):
+        raise ValueError(f"decode: expected confidence [{b}, 2, {t}, {t}] and valid [{t}, {t}], got "
+                         f"{tuple(confidence.shape)} and {tuple(valid.shape)}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"decode: top_k must be >= 1 or None, got {top_k}")
+    start, end, confidence = start.detach().float(), end.detach().float(), confidence.detach().float()
+    scores = start[:, :, None] * end[:, None, :] * confidence[:, 0] * confidence[:, 1]  # [B, T, T]
+    keep = valid.to(start.device).expand(b, t, t)  # [B, T, T]
+    if boundary_filter:
+        keep = keep & boundary_peaks(start, first=True)[:, :, None] & boundary_peaks(end, last=True)[:, None, :]
+    index = torch.arange(t, device=start.device, dtype=torch.float32)
+    segments = torch.stack([(index / t)[:, None].expand(t, t), ((index + 1) / t)[None, :].expand(t, t)],
+                           dim=-1).reshape(t * t, 2)  # [T*T, 2] (ts/T, (te+1)/T)
+    out = []
+    for i in range(b):
+        cells = keep[i].reshape(-1).nonzero().flatten()  # [K] flat cells ts * T + te
+        cell_scores = scores[i].reshape(-1)[cells]  # [K]
+        order = torch.sort(cell_scores, descending=True, stable=True).indices[:top_k]  # [K']
+        out.append(Candidates(segments=segments[cells[order]], scores=cell_scores[order]))
+    return out
+
+
+def decode_gtad(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100, max_duration: int | None = None,
+                boundary_filter: bool = True) -> list[Candidates]:
+    """One :class:`Candidates` per window from G-TAD outputs (``start``, ``end`` ``[B, T]``, ``confidence``
+    ``[B, 2, T, T]``); ``max_duration`` (snippets) must match the head's to skip cells it never scores."""
+    t = outputs["start"].shape[1]
+    return decode_start_end(outputs["start"], outputs["end"], outputs["confidence"],
+                            valid=start_end_valid_mask(t, max_duration=max_duration), top_k=top_k,
+                            boundary_filter=boundary_filter)
+
+
+__all__ = ["boundary_peaks", "decode_gtad", "decode_start_end"]
