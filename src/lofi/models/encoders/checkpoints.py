@@ -1,0 +1,139 @@
+"""Load pretrained weights into lofi encoders from the layouts they are published in.
+
+- torchvision ImageNet ResNet (``conv1.weight``, ``layer1.0.conv1.weight``, ..., ``fc.*``) -> :class:`TSMResNet`
+- the official TSM release (mit-han-lab/temporal-shift-module: ``{'state_dict': ..., 'epoch': ...}`` with keys
+  ``module.base_model.layer1.0.conv1.net.weight``, classifier ``module.new_fc.*``) -> :class:`TSMResNet`
+- torchvision's ``r2plus1d_18`` Kinetics weights (``stem.0.weight``, ..., ``fc.*``) -> :class:`R2Plus1D`
+
+Each loader takes a state dict or a file path (read with ``torch.load(..., weights_only=True)``), prints nothing
+and returns a :class:`LoadReport`. The classifier is ignored on purpose; other unknown keys are ``unexpected``;
+model tensors the checkpoint lacks are ``missing`` (BatchNorm ``num_batches_tracked`` counters, absent from old
+checkpoints, are left as they are and not reported). Any shape mismatch raises ``ValueError`` naming every
+mismatched tensor; ``strict=True`` also raises on missing or unexpected keys. Nothing is loaded when it raises.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Union
+
+import torch
+from torch import nn
+
+StateSource = Union[str, os.PathLike, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a loader did: model keys ``loaded`` and ``missing``; checkpoint keys ``unexpected`` (not understood)
+    and ``ignored`` (understood and dropped on purpose, e.g. the classifier)."""
+
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    ignored: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """True when every model tensor was loaded and every checkpoint key understood."""
+        return not self.missing and not self.unexpected
+
+    def __str__(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors, ignored {len(self.ignored)} checkpoint keys"]
+        if self.ignored:
+            lines.append(f"ignored: {', '.join(self.ignored)}")
+        if self.missing:
+            lines.append(f"missing from the checkpoint ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.unexpected:
+            lines.append(f"unexpected in the checkpoint ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        return "\n".join(lines)
+
+
+def load_torchvision_resnet(encoder: nn.Module, state_dict: StateSource, *, strict: bool = False) -> LoadReport:
+    """Load a torchvision ``resnet18/34/50`` state dict (e.g. ImageNet weights) into a :class:`TSMResNet` of the
+    same depth; ``fc.*`` is ignored. A ``module.`` prefix (DataParallel) is stripped."""
+    return _load(encoder, _unwrap(state_dict), _torchvision_key, strict=strict)
+
+
+def load_torchvision_r2plus1d(encoder: nn.Module, state_dict: StateSource, *, strict: bool = False) -> LoadReport:
+    """Load a ``torchvision.models.video.r2plus1d_18`` state dict (e.g. Kinetics-400 weights) into an
+    :class:`R2Plus1D`; ``fc.*`` is ignored."""
+    return _load(encoder, _unwrap(state_dict), _torchvision_key, strict=strict)
+
+
+def load_tsm_checkpoint(encoder: nn.Module, path_or_state_dict: StateSource, *, strict: bool = False) -> LoadReport:
+    """Load a checkpoint of the official TSM release into a :class:`TSMResNet` of the same depth.
+
+    Accepts the saved file (``{'state_dict': ..., 'epoch': ..., 'best_prec1': ...}``) or its state dict.
+    ``module.`` and ``base_model.`` prefixes are stripped, the shift wrapper's ``.net.`` is dropped
+    (``layer1.0.conv1.net.weight`` -> ``layer1.0.conv1.weight``), and the classifier (``new_fc.*``, or
+    ``base_model.fc.*`` when trained without dropout) is ignored. The release's default "blockres" placement,
+    one shift per block in front of ``conv1``, is the placement of :class:`TSMResNet`.
+    """
+    return _load(encoder, _unwrap(path_or_state_dict), _tsm_key, strict=strict)
+
+
+# -- key mapping: checkpoint key -> model key, "" (ignored on purpose) or None (not understood) ------------------
+def _strip(key: str, prefix: str) -> str:
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def _torchvision_key(key: str) -> str | None:
+    key = _strip(key, "module.")
+    return "" if key.startswith("fc.") else key
+
+
+def _tsm_key(key: str) -> str | None:
+    key = _strip(key, "module.")
+    if key.startswith("new_fc."):
+        return ""
+    if not key.startswith("base_model."):
+        return None
+    key = key[len("base_model."):]
+    if key.startswith("fc."):
+        return ""
+    return key.replace(".net.", ".")
+
+
+# -- the shared loader ------------------------------------------------------------------------------------------
+def _unwrap(source: StateSource) -> Mapping[str, Any]:
+    if isinstance(source, (str, os.PathLike)):
+        source = torch.load(source, map_location="cpu", weights_only=True)
+    if not isinstance(source, Mapping):
+        raise ValueError(f"expected a state dict (a mapping of names to tensors), got {type(source).__name__}")
+    if "state_dict" in source and isinstance(source["state_dict"], Mapping):
+        source = source["state_dict"]
+    return source
+
+
+def _load(encoder: nn.Module, source: Mapping[str, Any], map_key: Callable[[str], str | None], *,
+          strict: bool) -> LoadReport:
+    target = encoder.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    unexpected: list[str] = []
+    ignored: list[str] = []
+    for key, value in source.items():
+        name = map_key(key)
+        if name == "":
+            ignored.append(key)
+        elif name is None or name not in target or not isinstance(value, torch.Tensor):
+            unexpected.append(key)
+        elif name in mapped:
+            raise ValueError(f"checkpoint keys {origin[name]!r} and {key!r} both map to model tensor {name!r}")
+        else:
+            mapped[name] = value
+            origin[name] = key
+    mismatched = [f"{name} (checkpoint {origin[name]}): checkpoint {tuple(value.shape)} vs model "
+                  f"{tuple(target[name].shape)}" for name, value in mapped.items() if value.shape != target[name].shape]
+    if mismatched:
+        raise ValueError(f"{type(encoder).__name__}: {len(mismatched)} tensor shape mismatch(es), nothing loaded "
+                         f"(wrong architecture or depth?):\n  " + "\n  ".join(mismatched))
+    missing = [name for name in target if name not in mapped and not name.endswith("num_batches_tracked")]
+    report = LoadReport(loaded=tuple(mapped), missing=tuple(missing), unexpected=tuple(unexpected),
+                        ignored=tuple(ignored))
+    if strict and not report.complete:
+        raise ValueError(f"{type(encoder).__name__}: strict load failed, nothing loaded:\n{report}")
+    encoder.load_state_dict(mapped, strict=False)
+    return report
