@@ -1,5 +1,16 @@
 """lofi: temporal action localization in untrimmed videos, with LoFi low-fidelity end-to-end encoder training."""
 
+from typing import Any
+
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "create_model"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``lofi.create_model`` without importing torch at ``import lofi`` (the CLI starts faster)
+    if name == "create_model":
+        from lofi.models import create_model
+
+        return create_model
+    raise AttributeError(f"module 'lofi' has no attribute {name!r}")

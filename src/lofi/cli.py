@@ -168,6 +168,24 @@ def _cmd_postprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from lofi.models import count_parameters, create_encoder, create_head, list_models
+
+    print("encoders (frames [B, T, F, 3, H, W] -> features [B, D, T])")
+    print(f"  {'name':<16} {'params':>8} {'D':>5}  description")
+    for entry in list_models("encoder"):
+        encoder = create_encoder(entry.name)
+        print(f"  {entry.name:<16} {count_parameters(encoder) / 1e6:>7.2f}M {encoder.feature_dim:>5}  "
+              f"{entry.description}")
+    print(f"heads (features [B, {args.in_dim}, {args.num_snippets}] -> raw outputs; {args.num_classes} classes)")
+    print(f"  {'name':<16} {'params':>8}  description")
+    for entry in list_models("head"):
+        head = create_head(entry.name, in_dim=args.in_dim, num_classes=args.num_classes,
+                           num_snippets=args.num_snippets)
+        print(f"  {entry.name:<16} {count_parameters(head) / 1e6:>7.2f}M  {entry.description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lofi", description="Temporal action localization with LoFi training.")
     parser.add_argument("--version", action="version", version=f"lofi {__version__}")
@@ -236,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--fuse", choices=["multiply", "geometric"], default="multiply",
                       help="with --video-scores: proposal x class score, or its square root (default multiply)")
     post.set_defaults(func=_cmd_postprocess)
+
+    models = commands.add_parser("models", help="list the registered encoders and heads with parameter counts")
+    models.add_argument("--in-dim", type=_positive_int, default=512, help="head input channels (default 512)")
+    models.add_argument("--num-snippets", type=_positive_int, default=100, help="head window length T (default 100)")
+    models.add_argument("--num-classes", type=_positive_int, default=200, help="classes (default 200)")
+    models.set_defaults(func=_cmd_models)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")
     demo.add_argument("--out", default="lofi-demo", help="output folder (default ./lofi-demo)")

@@ -1,0 +1,59 @@
+"""A detector: an encoder and a head, trained end to end; raw outputs only (decoding and NMS come after)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from lofi.models.encoders.base import VideoEncoder, normalize_frames
+from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.registry import create_encoder, create_head
+
+
+class Detector(nn.Module):
+    """``frames [B, T, F, 3, H, W]`` -> the head's raw outputs, through ``encoder`` (features ``[B, D, T]``).
+
+    uint8 frames (what :func:`lofi.data.sampling.sample_snippets` returns) are normalised with the encoder's
+    ImageNet statistics; float frames are taken as already normalised.
+    """
+
+    def __init__(self, *, encoder: VideoEncoder, head: TALHead) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F, 3, H, W]`` frames -> ``[B, D, T]`` encoder features."""
+        if frames.dim() != 6:
+            raise ValueError(f"Detector expects frames [B, T, F, 3, H, W], got {tuple(frames.shape)}")
+        if frames.dtype == torch.uint8:
+            frames = normalize_frames(frames)
+        return self.encoder(frames)  # [B, D, T]
+
+    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head(self.features(frames))
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+        """The head's loss dict (``"loss"`` is the total)."""
+        return self.head.loss(outputs, targets)
+
+
+def create_model(*, encoder: str, head: str, num_classes: int, num_snippets: int,
+                 encoder_options: Mapping[str, Any] | None = None,
+                 head_options: Mapping[str, Any] | None = None) -> Detector:
+    """Build a :class:`Detector` from registered names (``lofi models`` lists them).
+
+    ``num_snippets`` is the window length T the head is built for; ``encoder_options`` and ``head_options`` go to
+    the builders (e.g. ``{"checkpoint_stages": True}``, ``{"hidden_dim": 128}``).
+    """
+    built_encoder = create_encoder(encoder, **dict(encoder_options or {}))
+    built_head = create_head(head, in_dim=built_encoder.feature_dim, num_classes=num_classes,
+                             num_snippets=num_snippets, **dict(head_options or {}))
+    return Detector(encoder=built_encoder, head=built_head)
+
+
+def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
