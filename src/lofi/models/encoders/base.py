@@ -26,7 +26,8 @@ class VideoEncoder(nn.Module):
 
 
 def normalize_frames(frames: torch.Tensor, *, mean: tuple[float, float, float] = IMAGENET_MEAN,
-                     std: tuple[float, float, float] = IMAGENET_STD, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                     std: tuple[float, float, float] = IMAGENET_STD,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 ``[..., 3, H, W]`` frames (as :func:`lofi.data.sampling.sample_snippets` returns them, batched) ->
     normalised float ``[..., 3, H, W]``. Memory format (channels-last) is kept."""
     if frames.dtype != torch.uint8:

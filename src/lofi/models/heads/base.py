@@ -33,7 +33,8 @@ class SegmentTargets:
         return len(self.segments)
 
     def to(self, device: torch.device | str) -> "SegmentTargets":
-        return SegmentTargets(segments=[s.to(device) for s in self.segments], labels=[x.to(device) for x in self.labels])
+        return SegmentTargets(segments=[s.to(device) for s in self.segments],
+                              labels=[x.to(device) for x in self.labels])
 
 
 class TALHead(nn.Module):
