@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import torch
@@ -41,14 +42,20 @@ class Detector(nn.Module):
 
 
 def create_model(*, encoder: str, head: str, num_classes: int, num_snippets: int,
-                 encoder_options: Mapping[str, Any] | None = None,
-                 head_options: Mapping[str, Any] | None = None) -> Detector:
+                 encoder_options: Mapping[str, Any] | None = None, head_options: Mapping[str, Any] | None = None,
+                 encoder_weights: str | os.PathLike | None = None) -> Detector:
     """Build a :class:`Detector` from registered names (``lofi models`` lists them).
 
     ``num_snippets`` is the window length T the head is built for; ``encoder_options`` and ``head_options`` go to
-    the builders (e.g. ``{"checkpoint_stages": True}``, ``{"hidden_dim": 128}``).
+    the builders (e.g. ``{"checkpoint_stages": True}``, ``{"hidden_dim": 128}``). ``encoder_weights`` is a local
+    file in a published layout (torchvision ImageNet ResNet or Kinetics R(2+1)D, the official TSM release, or a
+    lofi checkpoint), loaded strictly: a missing or unexpected tensor raises, naming it.
     """
     built_encoder = create_encoder(encoder, **dict(encoder_options or {}))
+    if encoder_weights is not None:
+        from lofi.models.encoders.checkpoints import load_encoder_weights
+
+        load_encoder_weights(built_encoder, encoder_weights, strict=True)
     built_head = create_head(head, in_dim=built_encoder.feature_dim, num_classes=num_classes,
                              num_snippets=num_snippets, **dict(head_options or {}))
     return Detector(encoder=built_encoder, head=built_head)

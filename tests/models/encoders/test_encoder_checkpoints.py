@@ -10,7 +10,7 @@ import torch
 from lofi.models.encoders.checkpoints import (LoadReport, load_torchvision_r2plus1d, load_torchvision_resnet,
                                               load_tsm_checkpoint)
 from lofi.models.encoders.r2plus1d import r2plus1d_18
-from lofi.models.encoders.tsm_resnet import tsm_resnet18
+from lofi.models.encoders.tsm_resnet import tsm_resnet18, tsm_resnet34
 
 FRAMES = (1, 2, 2, 3, 32, 32)  # [B, T, F, 3, H, W]
 
@@ -154,3 +154,32 @@ def test_tsm_keys_outside_the_base_model_are_unexpected():
 def test_a_resnet_checkpoint_of_another_depth_fails_on_shapes():
     with pytest.raises(ValueError, match="shape mismatch"):
         load_torchvision_resnet(r2plus1d_18(), _torchvision_layout(tsm_resnet18()))
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "tsm_release", "lofi_detector"])
+def test_create_model_loads_encoder_weights_in_any_published_layout(tmp_path, layout):
+    from lofi.models import create_model
+
+    source = _trained_like(tsm_resnet18)
+    if layout == "torchvision":
+        state = _torchvision_layout(source)
+    elif layout == "tsm_release":
+        state = _tsm_release_layout(source)
+    else:  # a whole detector's state dict: the encoder part is taken
+        model = create_model(encoder="tsm_resnet18", head="actionformer", num_classes=3, num_snippets=4)
+        model.encoder.load_state_dict(source.state_dict())
+        state = model.state_dict()
+    path = tmp_path / f"{layout}.pth"
+    torch.save(state, path)
+    loaded = create_model(encoder="tsm_resnet18", head="actionformer", num_classes=3, num_snippets=4,
+                          encoder_weights=path)
+    assert _same_outputs(loaded.encoder, source)
+
+
+def test_create_model_refuses_weights_of_another_depth(tmp_path):
+    from lofi.models import create_model
+
+    path = tmp_path / "r34.pth"
+    torch.save(_torchvision_layout(tsm_resnet34()), path)
+    with pytest.raises(ValueError, match="layer1.2.conv1.weight|strict load failed"):
+        create_model(encoder="tsm_resnet18", head="actionformer", num_classes=3, num_snippets=4, encoder_weights=path)

@@ -74,6 +74,20 @@ def load_tsm_checkpoint(encoder: nn.Module, path_or_state_dict: StateSource, *, 
     return _load(encoder, _unwrap(path_or_state_dict), _tsm_key, strict=strict)
 
 
+def load_encoder_weights(encoder: nn.Module, source: StateSource, *, strict: bool = False) -> LoadReport:
+    """Load weights in whichever published layout ``source`` has: the official TSM release (keys under
+    ``base_model.``, possibly ``module.``-prefixed), else torchvision's (which is also lofi's own encoder layout:
+    ``encoder.state_dict()`` round-trips). A state dict saved from a whole lofi :class:`~lofi.models.Detector`
+    (keys ``encoder.*``) gives its encoder part."""
+    state = _unwrap(source)
+    keys = [_strip(k, "module.") for k in state]
+    if any(k.startswith("base_model.") for k in keys):
+        return _load(encoder, state, _tsm_key, strict=strict)
+    if any(k.startswith("encoder.") for k in keys):
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    return _load(encoder, state, _torchvision_key, strict=strict)
+
+
 # -- key mapping: checkpoint key -> model key, "" (ignored on purpose) or None (not understood) ------------------
 def _strip(key: str, prefix: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) else key
