@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.heads.layers import confidence_map_head
 from lofi.models.heads.proposal_maps import (
     MapLossConfig,
     ProposalSampler,
@@ -94,13 +95,7 @@ class BMNHead(TALHead):
                                        samples_per_bin=samples_per_bin, context_ratio=context_ratio)
         self.boundary_matching = ProposalSampler(in_dim=hidden_dim, out_dim=hidden_dim_3d, matrix=matrix,
                                                  cell_index=cell_index, map_shape=(max_duration, num_snippets))
-        self.proposal_2d = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden_dim_3d, hidden_dim_2d, kernel_size=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden_dim_2d, hidden_dim_2d, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden_dim_2d, hidden_dim_2d, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden_dim_2d, 2, kernel_size=1),
-        )
+        self.proposal_2d = confidence_map_head(hidden_dim_3d, hidden_dim_2d)
         self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
                                                 hidden_dim=video_hidden_dim)
         self.register_buffer("valid_mask", duration_start_valid_mask(num_snippets, max_duration),

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.heads.layers import confidence_map_head
 from lofi.models.heads.proposal_maps import (
     MapLossConfig,
     ProposalSampler,
@@ -158,13 +159,7 @@ class GTADHead(TALHead):
                                             context_ratio=context_ratio, max_duration=max_duration)
         self.align = ProposalSampler(in_dim=2 * hidden_dim, out_dim=align_dim, matrix=matrix, cell_index=cell_index,
                                      map_shape=(num_snippets, num_snippets))
-        self.matching = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.Conv2d(align_dim, map_dim, kernel_size=1), nn.ReLU(inplace=True),
-            nn.Conv2d(map_dim, map_dim, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(map_dim, map_dim, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(map_dim, 2, kernel_size=1),
-        )
+        self.matching = confidence_map_head(align_dim, map_dim)
         self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
                                                 hidden_dim=video_hidden_dim)
         self.register_buffer("valid_mask", start_end_valid_mask(num_snippets, max_duration=max_duration),
