@@ -1,0 +1,1 @@
+"""Training: the three LoFi stages, the training engine, fidelity schedules, checkpoints, distributed set-up."""
