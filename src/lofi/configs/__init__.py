@@ -1,0 +1,1 @@
+"""Shipped run presets (YAML); ``lofi.config.load_config("<name>")`` reads them."""

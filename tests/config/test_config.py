@@ -1,0 +1,54 @@
+"""The config tree: presets load, overrides apply, bad keys and values are named with a suggestion."""
+
+from __future__ import annotations
+
+import pytest
+
+from lofi.config import ConfigError, RunConfig, list_presets, load_config, save_config
+
+
+def test_every_preset_loads_and_round_trips(tmp_path):
+    assert {"synthetic", "activitynet", "hacs", "thumos14"} <= set(list_presets())
+    for name in list_presets():
+        config = load_config(name)
+        assert isinstance(config, RunConfig) and config.name == name
+        save_config(config, tmp_path / f"{name}.yaml")
+        assert load_config(tmp_path / f"{name}.yaml") == config
+
+
+def test_overrides_are_dotted_and_typed():
+    config = load_config("synthetic", ["train.optim.lr=0.05", "fidelity.mode=T", "model.encoder_weights=w.pth",
+                                       "data.cache_dir=null", "model.head_options={hidden_dim: 32}"])
+    assert config.train.optim.lr == 0.05 and config.fidelity.mode == "T"
+    assert config.model.encoder_weights == "w.pth" and config.data.cache_dir is None
+    assert config.model.head_options == {"hidden_dim": 32}
+    assert load_config(None, ["train.optim.lr=1"]).train.optim.lr == 1.0  # an int is a valid float
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.optim.lr_steps=3", "unknown key 'train.optim.lr_steps'; did you mean 'train.optim.lr_step_epochs'?"),
+    ("trian.optim.lr=3", "unknown key 'trian'; did you mean 'train'?"),
+    ("train.optim.lr=fast", "train.optim.lr: expected a number, got 'fast'"),
+    ("fidelity.mode=C-medium", "fidelity.mode: 'C-medium' is not one of"),
+    ("train.optim.epochs=2.5", "train.optim.epochs: expected an integer, got 2.5"),
+    ("pretrain.enabled=yes please", "pretrain.enabled: expected true or false"),
+    ("train.optim=3", "train.optim must be a mapping"),
+    ("train.optim.lr", "expected KEY=VALUE"),
+])
+def test_bad_overrides_are_named(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("synthetic", [override])
+    assert message in str(info.value)
+
+
+def test_bad_file_is_named(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  optim:\n    momentun: 0.8\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: unknown key 'train.optim.momentun'; did you mean "
+                                          r"'train.optim.momentum'\?"):
+        load_config(path)
+    path.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file, and not a preset"):
+        load_config(tmp_path / "absent.yaml")
