@@ -116,3 +116,18 @@ def test_forward_at_100_snippets():
     out = head(torch.randn(1, D, 100))
     assert out["confidence"].shape == (1, 2, 100, 100) and torch.isfinite(out["confidence"]).all()
     assert len(decode_bmn(out, top_k=10)[0]) == 10
+
+
+def test_max_duration_scales_with_the_window_length():
+    torch.manual_seed(0)
+    head = BMNHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=10, **SMALL)
+    assert [head.max_duration_at(t) for t in (16, 8, 25)] == [10, 5, 16]  # ceil(10 * T / 16)
+    out = head(torch.randn(1, D, 25))
+    assert out["confidence"].shape == (1, 2, 16, 25)
+    valid, segments = head.map_grid(25)
+    assert torch.equal(valid, duration_start_valid_mask(25, 16)) and segments.shape == (16, 25, 2)
+    assert (out["confidence"][:, :, ~valid] == 0).all()
+    cands = decode_bmn(out, top_k=None, boundary_filter=False)[0]
+    assert len(cands) == int(valid.sum()) and (cands.segments[:, 1] - cands.segments[:, 0]).max() <= 16 / 25 + 1e-6
+    default = BMNHead(in_dim=D, num_classes=C, num_snippets=16, **SMALL)  # Dmax = T at every length
+    assert default(torch.randn(1, D, 8))["confidence"].shape == (1, 2, 8, 8)

@@ -66,7 +66,13 @@ def test_max_duration_limits_the_candidates():
 def test_bad_inputs_fail_early():
     head = GTADHead(in_dim=D, num_classes=C, num_snippets=16, **SMALL)
     with pytest.raises(ValueError, match="expected features"):
-        head(torch.randn(1, D, 17))
+        head(torch.randn(1, D + 1, 16))
+    with pytest.raises(ValueError, match="T >= 3"):  # fewer snippets than k semantic neighbours
+        head(torch.randn(1, D, 2))
+    with pytest.raises(ValueError, match="expected confidence"):
+        head.loss({**head(torch.randn(B, D, 8)), "confidence": torch.rand(B, 2, 16, 16)}, _targets())
+    with pytest.raises(ValueError, match="max_duration"):
+        GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=17, **SMALL)
     with pytest.raises(ValueError, match="k="):
         GTADHead(in_dim=D, num_classes=C, num_snippets=2, **SMALL)
 
@@ -149,3 +155,17 @@ def test_forward_at_100_snippets():
     out = head(torch.randn(1, D, 100))
     assert out["confidence"].shape == (1, 2, 100, 100) and torch.isfinite(out["confidence"]).all()
     assert len(decode_gtad(out, top_k=10)[0]) == 10
+
+
+def test_max_duration_scales_with_the_window_length():
+    torch.manual_seed(0)
+    head = GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=6, **SMALL)
+    assert [head.max_duration_at(t) for t in (16, 8, 25, 4)] == [6, 3, 10, 2]  # ceil(6 * T / 16)
+    out = head(torch.randn(1, D, 8))
+    valid, _ = head.map_grid(8)
+    assert torch.equal(valid, start_end_valid_mask(8, max_duration=3))
+    assert out["confidence"][0, :, 1, 3].abs().sum() > 0 and (out["confidence"][0, :, 1, 4] == 0).all()
+    # the decoder applies the same rule from the head's (max_duration, num_snippets)
+    cands = decode_gtad(out, top_k=None, max_duration=6, num_snippets=16, boundary_filter=False)[0]
+    assert len(cands) == int(valid.sum())
+    assert (cands.segments[:, 1] - cands.segments[:, 0]).max().item() == pytest.approx(3 / 8)

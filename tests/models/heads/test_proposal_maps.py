@@ -17,6 +17,7 @@ from lofi.models.heads.proposal_maps import (
     interpolation_matrix,
     proposal_map_losses,
     proposal_targets,
+    scaled_max_duration,
     start_end_segments,
     start_end_valid_mask,
 )
@@ -130,3 +131,39 @@ def test_proposal_sampler_equals_sample_then_project():
     assert torch.allclose(sampled.flatten(3)[..., 2], torch.einsum("bct,pt->bcp", x, matrix[1]), atol=1e-5)
     naive = torch.einsum("bcpij,ocp->boij", sampled, sampler.weight) + sampler.bias.view(1, -1, 1, 1)
     assert torch.allclose(sampler(x), naive, atol=1e-5)
+
+
+def test_scaled_max_duration():
+    assert [scaled_max_duration(64, 100, t) for t in (100, 25, 50, 200, 1)] == [64, 16, 32, 128, 1]
+    assert scaled_max_duration(1, 100, 25) == 1  # never below one snippet
+    assert scaled_max_duration(100, 100, 25) == 25 and scaled_max_duration(None, 100, 25) is None
+    assert all(scaled_max_duration(d, 16, 16) == d for d in range(1, 17))
+    with pytest.raises(ValueError, match="max_duration"):
+        scaled_max_duration(101, 100, 25)
+
+
+def _ramp_grid(t: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    matrix = torch.arange(2 * 3 * t, dtype=torch.float32).view(2, 3, t) / t  # [M=2, P=3, T]
+    return matrix, torch.tensor([0, t - 1]), (1, t)
+
+
+def test_proposal_sampler_other_lengths_need_build_and_are_cached():
+    torch.manual_seed(0)
+    matrix, cells, shape = _ramp_grid(6)
+    fixed = ProposalSampler(in_dim=4, out_dim=5, matrix=matrix, cell_index=cells, map_shape=shape)
+    with pytest.raises(ValueError, match="built for T=6"):
+        fixed(torch.randn(2, 4, 9))
+    any_length = ProposalSampler(in_dim=4, out_dim=5, matrix=matrix, cell_index=cells, map_shape=shape,
+                                 build=_ramp_grid)
+    any_length.load_state_dict(fixed.state_dict())
+    x = torch.randn(2, 4, 6)
+    assert torch.equal(any_length(x), fixed(x))
+    reference = ProposalSampler(in_dim=4, out_dim=5, matrix=_ramp_grid(9)[0], cell_index=_ramp_grid(9)[1],
+                                map_shape=(1, 9))
+    reference.load_state_dict(fixed.state_dict())
+    x = torch.randn(2, 4, 9)
+    assert torch.equal(any_length(x), reference(x)) and torch.equal(any_length.sample(x), reference.sample(x))
+    assert len(any_length._lengths) == 1 and any_length(x).shape == (2, 5, 1, 9)
+    any_length.double()
+    assert len(any_length._lengths) == 0 and any_length.grid(9)[0].dtype == torch.float64
+    assert any_length.grid(9)[1].dtype == torch.long

@@ -8,18 +8,24 @@ window-level ``video_logits``. Cell ``[d, ts]`` is the proposal ``[ts/T, (ts+d+1
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
 from lofi.models.heads.layers import confidence_map_head
 from lofi.models.heads.proposal_maps import (
+    LengthCache,
     MapLossConfig,
     ProposalSampler,
+    check_confidence_map,
+    check_features,
     duration_start_segments,
     duration_start_valid_mask,
     interpolation_matrix,
     map_head_loss,
+    scaled_max_duration,
 )
 from lofi.models.heads.video_classifier import VideoClassifier
 
@@ -56,12 +62,22 @@ class BMNHead(TALHead):
     Outputs (batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and
     ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, Dmax, T]`` probabilities indexed ``[d, ts]`` (channel 0
     classification, 1 regression; 0 where ``ts + d >= T``); ``"video_logits"`` ``[B, num_classes]``. The
-    valid-cell mask is the buffer ``valid_mask`` ``[Dmax, T]``.
+    valid-cell mask is the buffer ``valid_mask`` ``[Dmax, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it
+    at any ``T``).
+
+    Any length: ``forward`` takes features of any ``T >= 1``; the weights do not depend on ``T``. ``num_snippets``
+    is the reference length whose BM sampling matrix, ``valid_mask`` and ``candidate_segments`` are built eagerly;
+    those of other lengths are built on first use and cached per (T, device, dtype) (not in the state_dict; they
+    follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration`` (``Dmax``) is in
+    snippets at ``num_snippets``; at another ``T`` the map has ``Dmax(T) = ceil(max_duration * T /
+    num_snippets)`` rows, the same fraction of the window rounded up
+    (:func:`~lofi.models.heads.proposal_maps.scaled_max_duration`, see :meth:`max_duration_at`); the default
+    (``num_snippets``) gives ``Dmax(T) = T`` at every length.
 
     Options: ``hidden_dim`` (1-D width, BMN 256), ``hidden_dim_3d`` (after the BM layer's ``(N,1,1)`` conv, BMN
     512), ``hidden_dim_2d`` (BMN 128), ``groups`` (grouped 1-D convs, BMN 4), ``max_duration`` (``Dmax`` in
-    snippets; default T), ``num_samples``/``samples_per_bin``/``context_ratio`` (BM layer, see
-    :func:`bm_matrix`), ``video_hidden_dim``, and the loss options of :class:`MapLossConfig`.
+    snippets at ``num_snippets``; default ``num_snippets``), ``num_samples``/``samples_per_bin``/``context_ratio``
+    (BM layer, see :func:`bm_matrix`), ``video_hidden_dim``, and the loss options of :class:`MapLossConfig`.
     """
 
     def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
@@ -75,6 +91,9 @@ class BMNHead(TALHead):
             raise ValueError(f"BMNHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
                              f"groups={groups}; pass groups=1 for any width")
         max_duration = num_snippets if max_duration is None else max_duration
+        if not 1 <= max_duration <= num_snippets:
+            raise ValueError(f"BMNHead: max_duration must be in [1, num_snippets={num_snippets}] snippets (counted "
+                             f"at num_snippets), got {max_duration}")
         self.num_classes = num_classes
         self.num_snippets = num_snippets
         self.max_duration = max_duration
@@ -93,8 +112,11 @@ class BMNHead(TALHead):
                                          nn.ReLU(inplace=True))
         matrix, cell_index = bm_matrix(num_snippets, max_duration, num_samples=num_samples,
                                        samples_per_bin=samples_per_bin, context_ratio=context_ratio)
+        bm = dict(num_samples=num_samples, samples_per_bin=samples_per_bin, context_ratio=context_ratio,
+                  num_snippets=num_snippets, max_duration=max_duration)
         self.boundary_matching = ProposalSampler(in_dim=hidden_dim, out_dim=hidden_dim_3d, matrix=matrix,
-                                                 cell_index=cell_index, map_shape=(max_duration, num_snippets))
+                                                 cell_index=cell_index, map_shape=(max_duration, num_snippets),
+                                                 build=partial(_bm_grid, **bm))
         self.proposal_2d = confidence_map_head(hidden_dim_3d, hidden_dim_2d)
         self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
                                                 hidden_dim=video_hidden_dim)
@@ -102,24 +124,56 @@ class BMNHead(TALHead):
                              persistent=False)  # [Dmax, T]
         self.register_buffer("candidate_segments", duration_start_segments(num_snippets, max_duration),
                              persistent=False)  # [Dmax, T, 2]
+        self._grids = LengthCache(partial(_duration_start_grid, num_snippets=num_snippets, max_duration=max_duration))
+
+    def max_duration_at(self, num_snippets: int) -> int:
+        """``Dmax`` at a window of ``num_snippets`` snippets: the rows of the confidence map at that length."""
+        return scaled_max_duration(self.max_duration, self.num_snippets, num_snippets)
+
+    def map_grid(self, num_snippets: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(valid_mask [Dmax(T), T] bool, candidate_segments [Dmax(T), T, 2])`` at ``T = num_snippets`` (the
+        buffers at the head's ``num_snippets``, built lazily and cached at other lengths)."""
+        if num_snippets == self.num_snippets:
+            return self.valid_mask, self.candidate_segments
+        return self._grids.get(num_snippets, device=self.candidate_segments.device,
+                               dtype=self.candidate_segments.dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._grids.clear()  # rebuilt on the new device / in the new dtype on next use
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        if features.dim() != 3 or features.shape[1] != self.in_dim or features.shape[2] != self.num_snippets:
-            raise ValueError(f"BMNHead: expected features [B, {self.in_dim}, {self.num_snippets}] (built for "
-                             f"in_dim={self.in_dim}, num_snippets={self.num_snippets}), got {tuple(features.shape)}")
+        check_features(features, self.in_dim, 1, "BMNHead")
+        valid_mask, _ = self.map_grid(features.shape[2])
         base = self.base(features)  # [B, D, T] -> [B, H, T]
         start = torch.sigmoid(self.start_branch(base)).squeeze(1)  # [B, T]
         end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
         matched = self.boundary_matching(self.proposal_1d(base))  # [B, H, T] -> [B, H3, Dmax, T]
-        confidence = torch.sigmoid(self.proposal_2d(matched)) * self.valid_mask  # [B, 2, Dmax, T]
+        confidence = torch.sigmoid(self.proposal_2d(matched)) * valid_mask  # [B, 2, Dmax, T]
         video_logits = self.video_classifier(base)  # [B, C]
         return {"start": start, "end": end, "confidence": confidence, "video_logits": video_logits}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + video_weight *
-        video_cls (see :func:`lofi.models.heads.proposal_maps.proposal_map_losses`)."""
-        return map_head_loss(outputs, targets, candidates=self.candidate_segments, valid=self.valid_mask,
-                             config=self.loss_config)
+        video_cls (see :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
+        valid_mask, candidates = self.map_grid(outputs["start"].shape[1])
+        check_confidence_map(outputs["confidence"], valid_mask.shape, "BMNHead")
+        return map_head_loss(outputs, targets, candidates=candidates, valid=valid_mask, config=self.loss_config)
+
+
+def _bm_grid(length: int, *, num_samples: int, samples_per_bin: int, context_ratio: float, num_snippets: int,
+             max_duration: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """BMN's BM matrix at a window of ``length`` snippets (``max_duration`` counted at ``num_snippets``)."""
+    limit = scaled_max_duration(max_duration, num_snippets, length)
+    matrix, cell_index = bm_matrix(length, limit, num_samples=num_samples, samples_per_bin=samples_per_bin,
+                                   context_ratio=context_ratio)
+    return matrix, cell_index, (limit, length)
+
+
+def _duration_start_grid(length: int, *, num_snippets: int, max_duration: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(valid_mask, candidate_segments)`` of the duration-start map at ``length`` snippets."""
+    limit = scaled_max_duration(max_duration, num_snippets, length)
+    return duration_start_valid_mask(length, limit), duration_start_segments(length, limit)
 
 
 def _boundary_branch(hidden_dim: int, groups: int) -> nn.Sequential:

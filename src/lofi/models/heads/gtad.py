@@ -8,6 +8,8 @@ are not candidates) and window-level ``video_logits`` ``[B, num_classes]``. Grid
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,10 +17,14 @@ from torch import nn
 from lofi.models.heads.base import SegmentTargets, TALHead
 from lofi.models.heads.layers import confidence_map_head
 from lofi.models.heads.proposal_maps import (
+    LengthCache,
     MapLossConfig,
     ProposalSampler,
+    check_confidence_map,
+    check_features,
     interpolation_matrix,
     map_head_loss,
+    scaled_max_duration,
     start_end_segments,
     start_end_valid_mask,
 )
@@ -119,13 +125,21 @@ class GTADHead(TALHead):
     (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, T, T]`` probabilities indexed ``[ts, te]``
     (channel 0 classification, 1 regression; 0 where ``te < ts`` or the duration exceeds ``max_duration``);
     ``"video_logits"`` ``[B, num_classes]`` (multi-label logits). The valid-cell mask is the buffer
-    ``valid_mask`` ``[T, T]``.
+    ``valid_mask`` ``[T, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it at any ``T``).
+
+    Any length: ``forward`` takes features of any ``T >= k``; the weights do not depend on ``T``. ``num_snippets``
+    is the reference length whose SGAlign matrix, ``valid_mask`` and ``candidate_segments`` are built eagerly;
+    those of other lengths are built on first use and cached per (T, device, dtype) (not in the state_dict; they
+    follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration`` is in snippets at
+    ``num_snippets``; at another ``T`` the limit is the same fraction of the window, rounded up
+    (:func:`~lofi.models.heads.proposal_maps.scaled_max_duration`, see :meth:`max_duration_at`); None = no limit
+    (``T``) at every length.
 
     Options: ``hidden_dim`` (1-D width, G-TAD 256), ``align_dim`` (width after SGAlign, G-TAD 512), ``map_dim``
     (2-D width, G-TAD 128), ``k`` (semantic neighbours), ``groups``/``width_per_group`` (GCNeXt paths),
     ``stem_groups`` (grouped input conv), ``num_samples``/``samples_per_bin``/``context_ratio`` (SGAlign, see
-    :func:`sgalign_matrix`), ``max_duration`` (longest candidate in snippets; default T), ``video_hidden_dim``,
-    and the loss options of :class:`MapLossConfig`.
+    :func:`sgalign_matrix`), ``max_duration`` (longest candidate, in snippets at ``num_snippets``; default None:
+    no limit), ``video_hidden_dim``, and the loss options of :class:`MapLossConfig`.
     """
 
     def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
@@ -140,8 +154,12 @@ class GTADHead(TALHead):
         if in_dim % stem_groups or hidden_dim % stem_groups:
             raise ValueError(f"GTADHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
                              f"stem_groups={stem_groups}; pass stem_groups=1 for any width")
+        if max_duration is not None and not 1 <= max_duration <= num_snippets:
+            raise ValueError(f"GTADHead: max_duration must be in [1, num_snippets={num_snippets}] snippets (counted "
+                             f"at num_snippets), got {max_duration}")
         self.num_classes = num_classes
         self.num_snippets = num_snippets
+        self.max_duration = max_duration
         self.k = k
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
@@ -157,8 +175,10 @@ class GTADHead(TALHead):
         self.backbone = GCNeXt(**block)
         matrix, cell_index = sgalign_matrix(num_snippets, num_samples=num_samples, samples_per_bin=samples_per_bin,
                                             context_ratio=context_ratio, max_duration=max_duration)
+        sgalign = dict(num_samples=num_samples, samples_per_bin=samples_per_bin, context_ratio=context_ratio,
+                       num_snippets=num_snippets, max_duration=max_duration)
         self.align = ProposalSampler(in_dim=2 * hidden_dim, out_dim=align_dim, matrix=matrix, cell_index=cell_index,
-                                     map_shape=(num_snippets, num_snippets))
+                                     map_shape=(num_snippets, num_snippets), build=partial(_sgalign_grid, **sgalign))
         self.matching = confidence_map_head(align_dim, map_dim)
         self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
                                                 hidden_dim=video_hidden_dim)
@@ -166,30 +186,59 @@ class GTADHead(TALHead):
                              persistent=False)  # [T, T]
         self.register_buffer("candidate_segments", start_end_segments(num_snippets), persistent=False)  # [T, T, 2]
         self.in_dim = in_dim
+        self._grids = LengthCache(partial(_start_end_grid, num_snippets=num_snippets, max_duration=max_duration))
+
+    def max_duration_at(self, num_snippets: int) -> int | None:
+        """The longest candidate, in snippets, at a window of ``num_snippets`` (None: no limit)."""
+        return scaled_max_duration(self.max_duration, self.num_snippets, num_snippets)
+
+    def map_grid(self, num_snippets: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(valid_mask [T, T] bool, candidate_segments [T, T, 2])`` at ``T = num_snippets`` (the buffers at the
+        head's ``num_snippets``, built lazily and cached at other lengths)."""
+        if num_snippets == self.num_snippets:
+            return self.valid_mask, self.candidate_segments
+        return self._grids.get(num_snippets, device=self.candidate_segments.device,
+                               dtype=self.candidate_segments.dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._grids.clear()  # rebuilt on the new device / in the new dtype on next use
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        _check_features(features, self.in_dim, self.num_snippets, "GTADHead")
+        check_features(features, self.in_dim, self.k, "GTADHead")
+        valid_mask, _ = self.map_grid(features.shape[2])
         base = self.stem(features)  # [B, D, T] -> [B, H, T]
         start = torch.sigmoid(self.start_branch(base)).squeeze(1)  # [B, T]
         end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
         deep = self.backbone(base)  # [B, H, T]
         context = gather_neighbours(deep, knn_indices(deep, self.k)).mean(dim=-1)  # [B, H, T] semantic context
         aligned = self.align(torch.cat([deep, context], dim=1))  # [B, 2H, T] -> [B, A, T, T]
-        confidence = torch.sigmoid(self.matching(aligned)) * self.valid_mask  # [B, 2, T, T]
+        confidence = torch.sigmoid(self.matching(aligned)) * valid_mask  # [B, 2, T, T]
         video_logits = self.video_classifier(base)  # [B, C]
         return {"start": start, "end": end, "confidence": confidence, "video_logits": video_logits}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = boundary + map_cls + reg_weight * map_reg + video_weight * video_cls (see
-        :func:`lofi.models.heads.proposal_maps.proposal_map_losses`)."""
-        return map_head_loss(outputs, targets, candidates=self.candidate_segments, valid=self.valid_mask,
-                             config=self.loss_config)
+        :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
+        t = outputs["start"].shape[1]
+        valid_mask, candidates = self.map_grid(t)
+        check_confidence_map(outputs["confidence"], valid_mask.shape, "GTADHead")
+        return map_head_loss(outputs, targets, candidates=candidates, valid=valid_mask, config=self.loss_config)
 
 
-def _check_features(features: torch.Tensor, in_dim: int, num_snippets: int, name: str) -> None:
-    if features.dim() != 3 or features.shape[1] != in_dim or features.shape[2] != num_snippets:
-        raise ValueError(f"{name}: expected features [B, {in_dim}, {num_snippets}] (built for in_dim={in_dim}, "
-                         f"num_snippets={num_snippets}), got {tuple(features.shape)}")
+def _sgalign_grid(length: int, *, num_samples: int, samples_per_bin: int, context_ratio: float, num_snippets: int,
+                  max_duration: int | None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """G-TAD's SGAlign matrix at a window of ``length`` snippets (``max_duration`` counted at ``num_snippets``)."""
+    matrix, cell_index = sgalign_matrix(length, num_samples=num_samples, samples_per_bin=samples_per_bin,
+                                        context_ratio=context_ratio,
+                                        max_duration=scaled_max_duration(max_duration, num_snippets, length))
+    return matrix, cell_index, (length, length)
+
+
+def _start_end_grid(length: int, *, num_snippets: int, max_duration: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(valid_mask, candidate_segments)`` of the start-end map at ``length`` snippets."""
+    limit = scaled_max_duration(max_duration, num_snippets, length)
+    return start_end_valid_mask(length, max_duration=limit), start_end_segments(length)
 
 
 __all__ = ["GCNeXt", "GTADHead", "gather_neighbours", "knn_indices", "sgalign_matrix"]

@@ -13,12 +13,20 @@ Two map layouts hold one value per candidate:
   (and ``te - ts < max_duration`` when limited);
 - duration-start (BMN): ``[D, T]`` indexed ``[d, ts]`` with ``te = ts + d`` (``d + 1`` snippets); valid where
   ``ts + d < T``.
+
+Any window length: both heads take features of any ``T`` at forward time (LoFi's stage 2 changes ``T`` with the
+fidelity while the weights stay the same). Their ``num_snippets`` is the reference length, built eagerly; the
+grids of other lengths are built on first use and cached per (T, device, dtype) by :class:`LengthCache`, never in
+the state_dict. A head's ``max_duration`` is counted in snippets at its ``num_snippets`` and scaled to the same
+fraction of the window at other lengths (:func:`scaled_max_duration`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +40,23 @@ _EPS = 1e-6
 
 # ---------------------------------------------------------------------------------------------------------------
 # Candidate grids
+
+
+def scaled_max_duration(max_duration: int | None, num_snippets: int, length: int) -> int | None:
+    """A ``max_duration`` counted in snippets at ``num_snippets``, at a window of ``length`` snippets.
+
+    The same fraction of the window, rounded up (a proposal of ``max_duration / num_snippets`` of the window stays a
+    candidate) and clipped to ``[1, length]``: ``ceil(max_duration * length / num_snippets)``. Exact (integer
+    arithmetic) and the identity at ``length == num_snippets``; None (no limit: the window length) stays None.
+    E.g. 64 at 100 snippets -> 16 at 25, 32 at 50, 128 at 200.
+    """
+    if num_snippets < 1 or length < 1:
+        raise ValueError(f"scaled_max_duration: need num_snippets >= 1 and length >= 1, got {num_snippets}, {length}")
+    if max_duration is None:
+        return None
+    if not 1 <= max_duration <= num_snippets:
+        raise ValueError(f"max_duration must be in [1, num_snippets={num_snippets}] snippets, got {max_duration}")
+    return max(1, min(length, -(-max_duration * length // num_snippets)))
 
 
 def start_end_valid_mask(num_snippets: int, *, max_duration: int | None = None) -> torch.Tensor:
@@ -240,6 +265,20 @@ def proposal_map_losses(*, start: torch.Tensor, end: torch.Tensor, confidence: t
             "map_reg": map_reg}
 
 
+def check_features(features: torch.Tensor, in_dim: int, min_snippets: int, name: str) -> None:
+    """Raise unless ``features`` is ``[B, in_dim, T]`` with ``T >= min_snippets`` (any such ``T``)."""
+    if features.dim() != 3 or features.shape[1] != in_dim or features.shape[2] < min_snippets:
+        raise ValueError(f"{name}: expected features [B, {in_dim}, T] with T >= {min_snippets} (built for "
+                         f"in_dim={in_dim}), got {tuple(features.shape)}")
+
+
+def check_confidence_map(confidence: torch.Tensor, map_shape: tuple[int, ...], name: str) -> None:
+    """Raise unless ``confidence`` is ``[B, 2, *map_shape]`` (the map of the outputs' ``T``)."""
+    if confidence.dim() != 2 + len(map_shape) or confidence.shape[1] != 2 or confidence.shape[2:] != map_shape:
+        raise ValueError(f"{name}.loss: expected confidence [B, 2, {', '.join(map(str, map_shape))}] for the "
+                         f"outputs' T, got {tuple(confidence.shape)}")
+
+
 def _check_grid(num_snippets: int, max_duration: int | None) -> None:
     if num_snippets < 1:
         raise ValueError(f"num_snippets must be >= 1, got {num_snippets}")
@@ -299,6 +338,41 @@ def map_head_loss(outputs: dict[str, torch.Tensor], targets: SegmentTargets, *, 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Tensors of other window lengths
+
+
+class LengthCache:
+    """Tensors that depend on the window length ``T``, built on first use and kept per (T, device, dtype).
+
+    ``build(T)`` returns a tuple of tensors (built on the CPU, as at construction; other items, e.g. shapes, are
+    kept as they are); :meth:`get` moves them to ``device`` and casts the floating-point ones to ``dtype``
+    (integer and bool ones keep theirs), i.e. what ``Module.to`` does to buffers, so a tensor built lazily equals
+    the buffer a module built for that ``T`` would hold after the same ``.to``. Plain attribute, not a buffer:
+    never in a state_dict. Owners call :meth:`clear` from ``Module._apply`` so that a move or cast drops the stale
+    copies. ``build`` should be picklable (a module-level function or a ``functools.partial`` of one) so that
+    whole modules still pickle.
+    """
+
+    def __init__(self, build: Callable[[int], tuple]) -> None:
+        self.build = build
+        self._tensors: dict[tuple[int, torch.device, torch.dtype], tuple] = {}
+
+    def get(self, length: int, *, device: torch.device, dtype: torch.dtype) -> tuple:
+        key = (int(length), torch.device(device), dtype)
+        if key not in self._tensors:
+            self._tensors[key] = tuple(
+                t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) if isinstance(t, torch.Tensor)
+                else t for t in self.build(key[0]))
+        return self._tensors[key]
+
+    def clear(self) -> None:
+        self._tensors.clear()
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The fused sample-and-project layer (G-TAD's SGAlign + first 1x1 conv, BMN's BM layer + Conv3d)
 
 
@@ -312,10 +386,17 @@ class ProposalSampler(nn.Module):
     (G-TAD's first 1x1 conv after SGAlign, BMN's ``(N, 1, 1)`` Conv3d after the BM layer). It is computed
     projection-first, ``(W x) @ S``: one matmul with the precomputed ``[P*T, M]`` buffer, never holding the
     ``P``-times larger sampled tensor. Cells off the grid are 0 (before the bias, which every cell gets).
+
+    Any length: ``matrix`` is for the reference length ``num_snippets = matrix.shape[-1]`` (the buffers
+    ``sampling`` and ``cell_index``); with ``build``, a callable ``T -> (matrix [M', P, T], cell_index [M'],
+    map_shape)``, inputs of any other length ``T`` use ``build(T)``, built on first use and cached per (T, device,
+    dtype) (:class:`LengthCache`; device and dtype those of the ``sampling`` buffer, so they follow ``.to``). The
+    parameters do not depend on ``T``. Without ``build`` only ``num_snippets`` is accepted.
     """
 
     def __init__(self, *, in_dim: int, out_dim: int, matrix: torch.Tensor, cell_index: torch.Tensor,
-                 map_shape: tuple[int, ...]) -> None:
+                 map_shape: tuple[int, ...],
+                 build: Callable[[int], tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] | None = None) -> None:
         super().__init__()
         num_cells, num_points, num_snippets = matrix.shape
         if cell_index.shape != (num_cells,):
@@ -329,22 +410,51 @@ class ProposalSampler(nn.Module):
         bound = 1.0 / math.sqrt(in_dim * num_points)  # the default init of the equivalent conv over (C, P)
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim, num_points).uniform_(-bound, bound))  # [O, C, P]
         self.bias = nn.Parameter(torch.empty(out_dim).uniform_(-bound, bound))  # [O]
+        self._lengths = None if build is None else LengthCache(partial(_sampler_grid, build, num_points))
+
+    def grid(self, num_snippets: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """``(sampling [P*T, M], cell_index [M], map_shape)`` for inputs of ``num_snippets`` snippets."""
+        if num_snippets == self.num_snippets:
+            return self.sampling, self.cell_index, self.map_shape
+        if self._lengths is None:
+            raise ValueError(f"ProposalSampler: built for T={self.num_snippets} snippets only (no build), got "
+                             f"T={num_snippets}")
+        return self._lengths.get(num_snippets, device=self.sampling.device, dtype=self.sampling.dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        if self._lengths is not None:
+            self._lengths.clear()  # rebuilt on the new device / in the new dtype on next use
+        return super()._apply(fn, *args, **kwargs)
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         """The sampled features ``[B, C, T] -> [B, C, P, *map]`` (for inspection and tests; 0 off the grid)."""
-        b, c, _ = x.shape
-        matrix = self.sampling.view(self.num_points, self.num_snippets, -1)  # [P, T, M]
+        b, c, t = x.shape
+        sampling, cell_index, map_shape = self.grid(t)
+        matrix = sampling.view(self.num_points, t, -1)  # [P, T, M]
         cells = torch.einsum("bct,ptm->bcpm", x, matrix.to(x.dtype))  # [B, C, P, M]
-        full = cells.new_zeros(b, c, self.num_points, math.prod(self.map_shape))  # [B, C, P, cells]
-        full = full.index_copy(3, self.cell_index, cells)
-        return full.view(b, c, self.num_points, *self.map_shape)
+        full = cells.new_zeros(b, c, self.num_points, math.prod(map_shape))  # [B, C, P, cells]
+        full = full.index_copy(3, cell_index, cells)
+        return full.view(b, c, self.num_points, *map_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
+        b, _, t = x.shape
+        sampling, cell_index, map_shape = self.grid(t)
         out_dim, in_dim, points = self.weight.shape
         kernel = self.weight.permute(0, 2, 1).reshape(out_dim * points, in_dim, 1)  # [O*P, C, 1]
-        projected = F.conv1d(x, kernel).view(b, out_dim, points * self.num_snippets)  # [B, O, P*T]
-        cells = projected @ self.sampling.to(projected.dtype)  # [B, O, M]
-        full = cells.new_zeros(b, out_dim, math.prod(self.map_shape))  # [B, O, cells]
-        full = full.index_copy(2, self.cell_index, cells)
-        return full.view(b, out_dim, *self.map_shape) + self.bias.view(out_dim, *(1,) * len(self.map_shape))
+        projected = F.conv1d(x, kernel).view(b, out_dim, points * t)  # [B, O, P*T]
+        cells = projected @ sampling.to(projected.dtype)  # [B, O, M]
+        full = cells.new_zeros(b, out_dim, math.prod(map_shape))  # [B, O, cells]
+        full = full.index_copy(2, cell_index, cells)
+        return full.view(b, out_dim, *map_shape) + self.bias.view(out_dim, *(1,) * len(map_shape))
+
+
+def _sampler_grid(build: Callable[[int], tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]], num_points: int,
+                  num_snippets: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """``build(T)`` in :class:`ProposalSampler`'s buffer layout: ``(sampling [P*T, M], cell_index [M], map_shape)``."""
+    matrix, cell_index, map_shape = build(num_snippets)
+    num_cells, points, length = matrix.shape
+    if points != num_points or length != num_snippets or cell_index.shape != (num_cells,):
+        raise ValueError(f"ProposalSampler build({num_snippets}): expected matrix [M, {num_points}, {num_snippets}] "
+                         f"and cell_index [M], got {tuple(matrix.shape)} and {tuple(cell_index.shape)}")
+    sampling = matrix.permute(1, 2, 0).reshape(points * length, num_cells).contiguous()  # [P*T, M]
+    return sampling, cell_index.long(), tuple(int(n) for n in map_shape)

@@ -17,7 +17,10 @@ from lofi.postprocess.decoders.gtad import decode_start_end
 def decode_bmn(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100,
                boundary_filter: bool = True) -> list[Candidates]:
     """One :class:`Candidates` per window from BMN outputs (``start``, ``end`` ``[B, T]``, ``confidence``
-    ``[B, 2, Dmax, T]``); candidates are the cells with ``ts + d < T``."""
+    ``[B, 2, Dmax, T]``); candidates are the cells with ``ts + d < T``.
+
+    Any ``T``: ``T`` and ``Dmax`` are read from the map (a head run at another length than its ``num_snippets``
+    outputs ``Dmax = BMNHead.max_duration_at(T)`` rows), so no option needs to match the head."""
     confidence = outputs["confidence"]  # [B, 2, Dmax, T]
     max_duration, t = confidence.shape[-2:]
     if max_duration > t:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lofi.models.heads.proposal_maps import start_end_valid_mask
+from lofi.models.heads.proposal_maps import scaled_max_duration, start_end_valid_mask
 from lofi.postprocess.candidates import Candidates
 
 
@@ -64,12 +64,19 @@ def decode_start_end(start: torch.Tensor, end: torch.Tensor, confidence: torch.T
 
 
 def decode_gtad(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100, max_duration: int | None = None,
-                boundary_filter: bool = True) -> list[Candidates]:
+                num_snippets: int | None = None, boundary_filter: bool = True) -> list[Candidates]:
     """One :class:`Candidates` per window from G-TAD outputs (``start``, ``end`` ``[B, T]``, ``confidence``
-    ``[B, 2, T, T]``); ``max_duration`` (snippets) must match the head's to skip cells it never scores."""
+    ``[B, 2, T, T]``), at the ``T`` of the outputs.
+
+    ``max_duration`` and ``num_snippets`` should be the head's (``GTADHead.max_duration`` / ``.num_snippets``) to
+    skip cells it never scores: ``max_duration`` is in snippets at ``num_snippets`` (default: the outputs' ``T``)
+    and is scaled to the outputs' ``T`` as the head does
+    (:func:`~lofi.models.heads.proposal_maps.scaled_max_duration`, i.e. ``GTADHead.max_duration_at(T)``).
+    """
     t = outputs["start"].shape[1]
+    limit = scaled_max_duration(max_duration, t if num_snippets is None else num_snippets, t)
     return decode_start_end(outputs["start"], outputs["end"], outputs["confidence"],
-                            valid=start_end_valid_mask(t, max_duration=max_duration), top_k=top_k,
+                            valid=start_end_valid_mask(t, max_duration=limit), top_k=top_k,
                             boundary_filter=boundary_filter)
 
 
