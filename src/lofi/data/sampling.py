@@ -342,3 +342,80 @@ def _sample_open(container: av.container.InputContainer, path: str | os.PathLike
                        times_sec=times, frame_times_sec=frame_times.reshape(times.shape), info=info,
                        crop_box=(x, y, crop_w, crop_h), num_decoded_frames=stats.decoded,
                        num_converted_frames=converted, num_seeks=stats.seeks)
+
+
+def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start_sec: float = 0.0,
+                            end_sec: float | None = None, generator: torch.Generator | None = None,
+                            keep_full_frame: bool = False, info: VideoInfo | None = None,
+                            seek_gap_sec: float | None = 1.0, threads: int = 1) -> SampledClip:
+    """Like :func:`sample_snippets`, but the ``T`` snippets spread over ``[start_sec, end_sec)`` only.
+
+    Times follow :func:`snippet_times_sec` applied to the range: snippet ``i`` is centred at
+    ``start_sec + (i + 0.5) * (end_sec - start_sec) / T``, frame offsets as there, and every time is clamped into
+    ``[start_sec, end_sec - 1 / fps]`` (so frames come from inside the range) and then into the video
+    (``[0, duration_sec - 1 / fps]``). ``end_sec`` None means the end of the video; ``start_sec=0, end_sec=None``
+    gives exactly :func:`sample_snippets`. ``keep_full_frame=True`` resizes to ``spec.short_side_px`` but does not
+    crop (``crop_px``/``crop`` are ignored, no random draw is made): frames are ``[T, F, 3, h, w]`` with the
+    aspect ratio kept (used by the frame cache, which crops later). Frame selection, one-pass decoding, seeking
+    and errors are those of :func:`sample_snippets`.
+    """
+    if seek_gap_sec is not None and not seek_gap_sec > 0:
+        raise ValueError(f"seek_gap_sec must be positive or None, got {seek_gap_sec!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an int >= 0, got {threads!r}")
+    if not math.isfinite(start_sec) or start_sec < 0:
+        raise ValueError(f"start_sec must be a finite number >= 0, got {start_sec!r}")
+    if end_sec is not None and not (math.isfinite(end_sec) and end_sec > start_sec):
+        raise ValueError(f"end_sec must be a finite number > start_sec ({start_sec}), got {end_sec!r}")
+    container = open_video(path)
+    try:
+        if info is None:
+            info = probe_container(container, path)
+        stop_sec = info.duration_sec if end_sec is None else min(end_sec, info.duration_sec)
+        if not stop_sec > start_sec:
+            raise VideoReadError(path, f"time range [{start_sec:.3f}, {end_sec}] s lies outside the video "
+                                       f"({info.duration_sec:.3f} s)")
+        times = snippet_times_sec(stop_sec - start_sec, info.fps, spec) + start_sec  # [T, F]
+        times = np.clip(times, 0.0, max(0.0, info.duration_sec - 1.0 / info.fps))
+        return _sample_times_open(container, path, spec, times, info=info, generator=generator,
+                                  keep_full_frame=keep_full_frame, seek_gap_sec=seek_gap_sec, threads=threads)
+    except av.FFmpegError as exc:
+        raise VideoReadError(path, f"decoding failed ({exc.__class__.__name__}: {exc})") from exc
+    finally:
+        container.close()
+
+
+def _sample_times_open(container: av.container.InputContainer, path: str | os.PathLike, spec: SnippetSpec,
+                       times: np.ndarray, *, info: VideoInfo, generator: torch.Generator | None,
+                       keep_full_frame: bool, seek_gap_sec: float | None, threads: int) -> SampledClip:
+    """:func:`_sample_open` with the times ``[T, F]`` given (same decoding, resize and crop)."""
+    stream = container.streams.video[0]
+    _configure_threads(stream, threads)
+    resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)
+    if keep_full_frame:
+        x, y, crop_w, crop_h = 0, 0, resized_w, resized_h
+    else:
+        x, y, crop_w, crop_h = _crop_box(resized_w, resized_h, spec, generator, path)
+
+    flat_times = times.reshape(-1)  # [T*F]
+    order = np.argsort(flat_times, kind="stable")
+    out = np.empty((flat_times.size, crop_h, crop_w, 3), dtype=np.uint8)  # [T*F, H, W, 3]
+    frame_times = np.empty(flat_times.size, dtype=np.float64)  # [T*F]
+    reformatter = VideoReformatter()
+    stats = _DecodeStats()
+    converted = 0
+    for frame, frame_sec, lo, hi in _decode_at_times(container, flat_times[order], info=info,
+                                                     seek_gap_sec=seek_gap_sec, stats=stats):
+        rgb = reformatter.reformat(frame, width=resized_w, height=resized_h, format="rgb24",
+                                   interpolation=Interpolation.BILINEAR, threads=threads).to_ndarray()
+        slots = order[lo:hi]
+        out[slots] = rgb[y:y + crop_h, x:x + crop_w]  # [H, W, 3] broadcast into each slot
+        frame_times[slots] = frame_sec
+        converted += 1
+
+    num_snippets, num_frames = times.shape
+    frames = torch.from_numpy(out).view(num_snippets, num_frames, crop_h, crop_w, 3)  # [T, F, H, W, 3]
+    return SampledClip(frames=frames.permute(0, 1, 4, 2, 3),  # [T, F, 3, H, W], channels-last memory
+                       times_sec=times, frame_times_sec=frame_times.reshape(times.shape), info=info,
+                       crop_box=(x, y, crop_w, crop_h), num_decoded_frames=stats.decoded,
+                       num_converted_frames=converted, num_seeks=stats.seeks)

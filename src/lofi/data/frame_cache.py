@@ -1,0 +1,209 @@
+"""Decode each video once at full fidelity, keep the frames on disk, and derive lower fidelities from them.
+
+A :class:`FrameCache` stores, per video, the ``L`` snippets of ``F`` frames of the *full* fidelity, resized so
+that their short side is ``short_side_px`` (the largest frame size any fidelity needs) and **not cropped** (the
+aspect ratio is kept, so random crops can still move along the long side). Storage is ``<video_id>.npy`` (uint8
+``[L, F, H, W, 3]``) next to a JSON sidecar ``<video_id>.json`` holding the spec, the source file's size and
+mtime, and the video's duration and fps. Both are written atomically (temp file + ``os.replace``, the ``.npy``
+first); an entry whose sidecar disagrees with the spec or the source file is decoded again.
+
+:func:`resample` derives a fidelity ``(L', S')`` from cached frames:
+
+* **Temporal (nearest centre).** Cached snippet ``k`` of ``L`` covers ``[k / L, (k + 1) / L)`` of the video and is
+  centred in it, exactly as :func:`~lofi.data.sampling.snippet_times_sec` places snippets. Target snippet ``i`` of
+  ``L'`` (centre ``(i + 0.5) / L'``) takes the cached snippet whose span contains its centre, i.e. whose centre is
+  nearest: ``k = floor((i + 0.5) * L / L')``; a centre on a shared boundary goes to the later snippet. When
+  ``L / L' = m`` is an odd integer every target centre *is* a cached centre, so the result equals decoding ``L'``
+  snippets directly (up to a frame of rounding); when ``m`` is even the centres lie on boundaries and every target
+  snippet is taken half a cached snippet (``duration / (2 L)``) late, keeping the spacing exactly uniform
+  (every ``m``-th cached snippet). Frames inside a snippet are ``frame_stride`` source frames apart in both cases.
+* **Spatial.** Antialiased bilinear resize (``torch.nn.functional.interpolate(antialias=True)``) to short side
+  ``S'`` with the aspect ratio kept (:func:`~lofi.data.sampling.resized_size_px`), then a square ``S' x S'`` crop
+  at the centre or at a random place drawn like :class:`~lofi.data.sampling.SnippetSpec`'s random crop (x, then
+  y, from ``generator``), then an optional horizontal flip. At the cached size no resize is made, so full
+  fidelity from the cache equals direct decoding with a centre crop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lofi.data.sampling import SnippetSpec, resized_size_px, sample_snippets_between
+from lofi.data.video import VideoReadError
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the stored layout or the decoding rules change: older entries are then rebuilt.
+CACHE_FORMAT_VERSION = 1
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass
+class CachedVideo:
+    """One cache entry: ``frames`` uint8 ``[L, F, H, W, 3]`` (channels last, short side = ``short_side_px``)."""
+
+    frames: torch.Tensor  # [L, F, H, W, 3] uint8
+    duration_sec: float  # of the video stream the frames were decoded from
+    fps: float
+    from_cache: bool  # False when this call decoded the video
+
+
+class FrameCache:
+    """Full-fidelity frames of each video, decoded once and stored under ``cache_dir`` (see the module docstring).
+
+    ``num_snippets`` (L) and ``frames_per_snippet`` (F) and ``frame_stride`` are those of the full fidelity;
+    ``short_side_px`` is the largest frame size any fidelity needs. ``num_decoded`` and ``num_hits`` count, in
+    this process, the videos decoded and the entries read back. Safe with several DataLoader workers: each writes
+    whole files atomically, so a reader sees either no entry or a complete one.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, *, num_snippets: int, frames_per_snippet: int,
+                 short_side_px: int, frame_stride: int = 1, threads: int = 1) -> None:
+        self.spec = SnippetSpec(num_snippets=num_snippets, frames_per_snippet=frames_per_snippet,
+                                frame_stride=frame_stride, short_side_px=short_side_px)
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.threads = threads
+        self.num_decoded = 0
+        self.num_hits = 0
+
+    @property
+    def num_snippets(self) -> int:
+        return self.spec.num_snippets
+
+    @property
+    def frames_per_snippet(self) -> int:
+        return self.spec.frames_per_snippet
+
+    @property
+    def frame_stride(self) -> int:
+        return self.spec.frame_stride
+
+    @property
+    def short_side_px(self) -> int:
+        assert self.spec.short_side_px is not None
+        return self.spec.short_side_px
+
+    def entry_paths(self, video_id: str) -> tuple[Path, Path]:
+        """``(frames .npy, sidecar .json)`` of ``video_id`` (unsafe characters in the id become ``_``)."""
+        stem = _UNSAFE_CHARS.sub("_", video_id)
+        return self.cache_dir / f"{stem}.npy", self.cache_dir / f"{stem}.json"
+
+    def frames(self, path: str | os.PathLike, video_id: str) -> torch.Tensor:
+        """The cached frames of the video at ``path``: uint8 ``[L, F, H, W, 3]`` (channels last)."""
+        return self.load(path, video_id).frames
+
+    def load(self, path: str | os.PathLike, video_id: str) -> CachedVideo:
+        """Read the entry of ``video_id``, decoding ``path`` first when it is missing or stale.
+
+        Raises :class:`~lofi.data.video.VideoReadError` naming the file when the video cannot be read.
+        """
+        path = Path(path)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise VideoReadError(path, f"file not found ({exc.__class__.__name__})") from exc
+        meta = self._sidecar_for(stat)
+        cached = self._read(video_id, meta)
+        if cached is not None:
+            self.num_hits += 1
+            return cached
+        clip = sample_snippets_between(path, self.spec, keep_full_frame=True, threads=self.threads)
+        frames = clip.frames.permute(0, 1, 3, 4, 2).contiguous()  # [L, F, 3, H, W] -> [L, F, H, W, 3]
+        meta.update(duration_sec=clip.info.duration_sec, fps=clip.info.fps, shape=list(frames.shape))
+        self._write(video_id, frames.numpy(), meta)
+        self.num_decoded += 1
+        return CachedVideo(frames=frames, duration_sec=clip.info.duration_sec, fps=clip.info.fps, from_cache=False)
+
+    def _sidecar_for(self, stat: os.stat_result) -> dict[str, Any]:
+        return {"version": CACHE_FORMAT_VERSION, "num_snippets": self.num_snippets,
+                "frames_per_snippet": self.frames_per_snippet, "frame_stride": self.frame_stride,
+                "short_side_px": self.short_side_px, "source_size_bytes": stat.st_size,
+                "source_mtime_ns": stat.st_mtime_ns}
+
+    def _read(self, video_id: str, expected: dict[str, Any]) -> CachedVideo | None:
+        frames_path, meta_path = self.entry_paths(video_id)
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if any(meta.get(key) != value for key, value in expected.items()):
+            return None  # stale: other spec or the source file changed
+        try:
+            array = np.load(frames_path)
+        except (OSError, ValueError) as exc:
+            logger.warning("frame cache: rebuilding unreadable entry %s (%s)", frames_path, exc)
+            return None
+        if list(array.shape) != meta.get("shape") or array.dtype != np.uint8:
+            return None
+        return CachedVideo(frames=torch.from_numpy(array), duration_sec=float(meta["duration_sec"]),
+                           fps=float(meta["fps"]), from_cache=True)
+
+    def _write(self, video_id: str, array: np.ndarray, meta: dict[str, Any]) -> None:
+        frames_path, meta_path = self.entry_paths(video_id)
+        _atomic_write(frames_path, lambda f: np.save(f, array, allow_pickle=False))
+        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through a temp file in the same directory and ``os.replace`` it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def snippet_indices(cached_snippets: int, num_snippets: int) -> torch.Tensor:
+    """The cached snippet used for each of ``num_snippets`` target snippets: ``floor((i + 0.5) * L / L')``."""
+    i = torch.arange(num_snippets)
+    return ((2 * i + 1) * cached_snippets) // (2 * num_snippets)  # [L'] int64
+
+
+def resample(frames: torch.Tensor, *, num_snippets: int, frame_size_px: int,
+             crop: Literal["center", "random"] = "center", flip: bool = False,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Derive ``num_snippets`` (L') snippets of ``frame_size_px`` (S') square frames from cached frames.
+
+    ``frames`` uint8 ``[L, F, H, W, 3]`` (as :meth:`FrameCache.frames` returns) -> uint8 ``[L', F, 3, S', S']``
+    (channels-last memory, like :class:`~lofi.data.sampling.SampledClip`). Rules in the module docstring;
+    ``generator`` drives the random crop (the global RNG when None).
+    """
+    if frames.dim() != 5 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"resample: expected uint8 frames [L, F, H, W, 3], got {frames.dtype} "
+                         f"{tuple(frames.shape)}")
+    if crop not in ("center", "random"):
+        raise ValueError(f"resample: crop must be 'center' or 'random', got {crop!r}")
+    cached_snippets, num_frames, height, width, _ = frames.shape
+    picked = frames[snippet_indices(cached_snippets, num_snippets)]  # [L', F, H, W, 3]
+    new_w, new_h = resized_size_px(width, height, frame_size_px)
+    if (new_w, new_h) != (width, height):
+        flat = picked.reshape(-1, height, width, 3).permute(0, 3, 1, 2).float()  # [L'*F, 3, H, W]
+        flat = F.interpolate(flat, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        picked = flat.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # [L'*F, h, w, 3]
+        picked = picked.reshape(num_snippets, num_frames, new_h, new_w, 3)
+    side = frame_size_px
+    if crop == "center":
+        x, y = (new_w - side) // 2, (new_h - side) // 2
+    else:
+        x = int(torch.randint(0, new_w - side + 1, (1,), generator=generator))
+        y = int(torch.randint(0, new_h - side + 1, (1,), generator=generator))
+    out = picked[:, :, y:y + side, x:x + side]  # [L', F, S', S', 3]
+    if flip:
+        out = out.flip(3)
+    return out.contiguous().permute(0, 1, 4, 2, 3)  # [L', F, 3, S', S'], channels-last memory
