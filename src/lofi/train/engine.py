@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import math
 import random
 import time
@@ -236,7 +237,15 @@ class Trainer:
         finally:
             bar.close()
             self.log.close()
+        self._release_ddp()
         return dict(self.last_epoch_record)
+
+    def _release_ddp(self) -> None:
+        """Drop the DDP wrapper once training is over: its reducer must be destroyed before the process group,
+        or the process may abort at exit (``terminate called without an active exception``)."""
+        if self.wrapped_model is not self.model:
+            self.wrapped_model = self.model
+            gc.collect()
 
     def _run_epoch(self, bar: Progress) -> None:
         cfg, epoch, spe = self.config, self.epoch, self.steps_per_epoch
