@@ -78,18 +78,51 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from lofi.data.check import run_check
-    from lofi.data.synthetic import SyntheticConfig, generate_dataset
+    from lofi.train.commands import demo
 
-    out = Path(args.out)
-    config = SyntheticConfig(num_videos=args.videos, num_classes=args.classes, seed=args.seed)
-    print(f"generating a synthetic dataset in {out} ({config.num_videos} videos, {config.num_classes} classes)")
-    dataset = generate_dataset(out, config, progress=not args.quiet)
-    print(f"{dataset.num_frames} frames in {dataset.seconds:.1f} s ({dataset.frames_per_sec:.0f} frames/s)")
-    report = run_check(dataset.annotations_path, videos_dir=dataset.videos_dir)
-    print()
-    print(report.format())
-    return 0 if report.ok else 1
+    return demo(out=args.out, videos=args.videos, classes=args.classes, seed=args.seed, overrides=args.override,
+                progress=not args.quiet)
+
+
+def _load_run_config(args: argparse.Namespace):
+    from lofi.config import load_config
+
+    return load_config(args.config, args.override)
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from lofi.config import ConfigError
+    from lofi.train import commands
+
+    try:
+        config = _load_run_config(args)
+        resume = not args.no_resume
+        if args.command == "pretrain":
+            print(f"stage 1 encoder: {commands.pretrain(config, resume=resume)}")
+        elif args.command == "train":
+            print(f"stage 2 encoder: {commands.train(config, encoder_weights=args.encoder_weights, resume=resume)}")
+        elif args.command == "extract":
+            print(f"features: {commands.extract(config, encoder_weights=args.encoder_weights, out=args.out)}")
+        elif args.command == "train-head":
+            stage = commands.train_head(config, features=args.features, out=args.out, resume=resume)
+            print(stage.result.format())
+            print(f"head: {stage.head_path}; predictions: {stage.predictions_path}")
+        else:
+            commands.run(config, resume=resume, baseline=not args.no_baseline)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"lofi {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG", help="run config YAML, or a preset name (synthetic, activitynet, "
+                                                         "hacs, thumos14)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a config value, e.g. -o train.optim.lr=0.05 (repeatable)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over instead of resuming from the stage's last checkpoint")
+    parser.set_defaults(func=_cmd_stage)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -261,12 +294,31 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-classes", type=_positive_int, default=200, help="classes (default 200)")
     models.set_defaults(func=_cmd_models)
 
+    pretrain = commands.add_parser("pretrain", help="stage 1: the encoder as a classifier of trimmed clips")
+    _add_run_options(pretrain)
+    train = commands.add_parser("train", help="stage 2: encoder + head end to end at low fidelity (LoFi)")
+    _add_run_options(train)
+    train.add_argument("--encoder-weights", metavar="PATH", help="start from these weights (default: stage 1's)")
+    extract = commands.add_parser("extract", help="stage 3a: full-fidelity features with the frozen encoder")
+    _add_run_options(extract)
+    extract.add_argument("--encoder-weights", metavar="PATH", help="default: stage 2's encoder, else stage 1's")
+    extract.add_argument("--out", metavar="DIR", help="features folder (default RUN_DIR/features)")
+    train_head = commands.add_parser("train-head", help="stage 3b: a head trained on features, then evaluated")
+    _add_run_options(train_head)
+    train_head.add_argument("--features", required=True, metavar="DIR", help="features folder (lofi extract)")
+    train_head.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/stage3_head)")
+    run = commands.add_parser("run", help="all stages: pretrain, frozen baseline, LoFi, extract, head, evaluate")
+    _add_run_options(run)
+    run.add_argument("--no-baseline", action="store_true", help="skip the frozen stage-1 features baseline")
+
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")
     demo.add_argument("--out", default="lofi-demo", help="output folder (default ./lofi-demo)")
-    demo.add_argument("--videos", type=_positive_int, default=12)
-    demo.add_argument("--classes", type=_positive_int, default=4)
+    demo.add_argument("--videos", type=_positive_int, default=24, help="synthetic videos (default 24)")
+    demo.add_argument("--classes", type=_positive_int, default=4, help="action classes (default 4)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                      help="change the synthetic preset, e.g. -o train.optim.epochs=2 (repeatable)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +21,7 @@ from lofi.data.detection_table import DetectionTable
 from lofi.eval.detection import DetectionResult, Predictions
 from lofi.eval.proposals import ProposalResult
 
-__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_precision_recall", "plot_detection_timeline",
+__all__ = ["plot_map_vs_tiou", "plot_map_comparison", "plot_per_class_ap", "plot_precision_recall", "plot_detection_timeline",
            "plot_recall_vs_proposals", "class_colors", "interpolated_precision", "write_evaluation_plots"]
 
 DPI = 120
@@ -69,6 +69,25 @@ def plot_map_vs_tiou(result: DetectionResult, path: str | Path) -> Path:
         ax.set_xlim(thresholds.min() - pad, thresholds.max() + pad)
     ax.grid(True, alpha=0.4)
     ax.set_title(f"mAP vs tIoU (average mAP {100.0 * result.average_mAP:.2f}%)")
+    return _save(fig, path)
+
+
+def plot_map_comparison(results: Mapping[str, DetectionResult], path: str | Path) -> Path:
+    """mAP (%) against tIoU for several results on one set of axes (e.g. frozen vs LoFi features); the legend
+    gives each one's average mAP."""
+    fig = Figure(figsize=(6.8, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    markers = "osD^v<>"
+    for i, (name, result) in enumerate(results.items()):
+        thresholds = np.asarray(result.tiou_thresholds, dtype=float)
+        ax.plot(thresholds, 100.0 * np.asarray(result.mAP, dtype=float), marker=markers[i % len(markers)],
+                label=f"{name} (average {100.0 * result.average_mAP:.2f}%)")
+    ax.set_xlabel("tIoU threshold")
+    ax.set_ylabel("mAP (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Detection mAP by the features the head was trained on")
     return _save(fig, path)
 
 

@@ -1,0 +1,67 @@
+"""Stage 3's first half: full-fidelity features of every video with a frozen encoder, one file per video.
+
+Each file (``<features_dir>/<video_id>.pt``, :func:`lofi.data.features.write_features`) holds ``[D, L]`` float32
+features and the settings that made them (encoder, its weights file, L, frame size, frames per snippet), so a
+head trained on them can say where its inputs came from. Videos are shared among processes under torchrun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from lofi.data.features import feature_path, write_features
+from lofi.data.windows import VideoWindowDataset, collate_windows
+from lofi.models.encoders.base import normalize_frames
+from lofi.train.context import RunContext
+from lofi.train.fidelity import Fidelity
+from lofi.train.lofi_stage import frame_cache
+from lofi.train.pretrain import build_encoder
+
+logger = logging.getLogger(__name__)
+
+
+def _digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def extract_features(context: RunContext, *, encoder_weights: str | Path | None, features_dir: str | Path,
+                     subsets: tuple[str, ...] | None = None) -> Path:
+    """Write the features of every video of ``subsets`` (default: the training and evaluation subsets)."""
+    config = context.config
+    subsets = subsets or (config.data.train_subset, config.data.val_subset)
+    out = Path(features_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    full = Fidelity("full", config.fidelity.num_snippets, config.fidelity.frame_size_px)
+    videos = context.annotations.subset(*subsets)
+    dataset = VideoWindowDataset(annotations=videos, videos_dir=config.data.videos, classes=context.classes,
+                                 fidelities={"full": full}, frames_per_snippet=config.data.frames_per_snippet,
+                                 frame_stride=config.data.frame_stride, cache=frame_cache(context, {"full": full}),
+                                 augment=False, on_error=config.data.on_error, seed=config.seed)
+    encoder = build_encoder(context, encoder_weights).to(context.device).eval()
+    meta = {"encoder": config.model.encoder, "encoder_options": dict(config.model.encoder_options),
+            "encoder_weights": str(encoder_weights) if encoder_weights else None,
+            "encoder_weights_sha256": _digest(encoder_weights) if encoder_weights else None,
+            "num_snippets": full.num_snippets, "frame_size_px": full.frame_size_px,
+            "frames_per_snippet": config.data.frames_per_snippet, "frame_stride": config.data.frame_stride}
+    mine = list(range(context.rank, len(dataset), context.world_size))
+    batch_size = max(1, config.head.extract_batch_size)
+    bar = tqdm(total=len(mine), desc="extract", unit="video", disable=not context.progress)
+    for start in range(0, len(mine), batch_size):
+        batch = collate_windows([dataset[i] for i in mine[start:start + batch_size]])
+        if batch is not None:
+            frames = normalize_frames(batch["frames"].to(context.device))  # [B, L, F, 3, S, S]
+            features = encoder(frames).float().cpu()  # [B, D, L]
+            for video_id, feats, duration in zip(batch["video_ids"], features, batch["durations_sec"].tolist()):
+                write_features(feature_path(out, video_id), feats, video_id=video_id,
+                               meta={**meta, "duration_sec": float(duration)})
+        bar.update(min(batch_size, len(mine) - start))
+    bar.close()
+    for video_id, reason in dataset.skipped:
+        logger.warning("extract: skipped %s: %s", video_id, reason)
+    return out

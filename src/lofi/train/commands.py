@@ -1,0 +1,113 @@
+"""What the training commands of the CLI do (``lofi pretrain``, ``train``, ``extract``, ``train-head``, ``run``,
+``demo``); the CLI only parses arguments. Each works alone or under ``torchrun`` (one process per GPU, or per CPU
+with gloo), reading the resolved config and the previous stage's outputs from the run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from lofi.config import RunConfig, load_config
+from lofi.train import distributed
+from lofi.train.context import RunContext, make_context
+
+STAGE1_ENCODER = Path("stage1_pretrain") / "encoder.pt"
+STAGE2_ENCODER = Path("stage2_lofi") / "encoder.pt"
+
+
+@contextlib.contextmanager
+def run_context(config: RunConfig, *, progress: bool = True) -> Iterator[RunContext]:
+    """A :class:`RunContext`, inside torch.distributed when launched by torchrun (cleaned up on the way out)."""
+    started = distributed.init_distributed()
+    try:
+        yield make_context(config, progress=progress)
+    finally:
+        if started:
+            distributed.cleanup()
+
+
+def previous_encoder(context: RunContext, *candidates: Path) -> Path | None:
+    """The first of the run's encoder files that exists, else the configured ``model.encoder_weights``."""
+    for relative in candidates:
+        if (context.run_dir / relative).is_file():
+            return context.run_dir / relative
+    weights = context.config.model.encoder_weights
+    return Path(weights) if weights else None
+
+
+def pretrain(config: RunConfig, *, resume: bool = True) -> Path:
+    from lofi.train.pretrain import run_pretrain
+
+    with run_context(config) as context:
+        return run_pretrain(context, resume=resume)
+
+
+def train(config: RunConfig, *, encoder_weights: str | None = None, resume: bool = True) -> Path:
+    from lofi.train.lofi_stage import run_lofi
+
+    with run_context(config) as context:
+        weights = Path(encoder_weights) if encoder_weights else previous_encoder(context, STAGE1_ENCODER)
+        return run_lofi(context, encoder_weights=weights, resume=resume)
+
+
+def extract(config: RunConfig, *, encoder_weights: str | None = None, out: str | None = None) -> Path:
+    from lofi.infer.extract import extract_features
+
+    with run_context(config) as context:
+        weights = Path(encoder_weights) if encoder_weights else previous_encoder(context, STAGE2_ENCODER,
+                                                                                 STAGE1_ENCODER)
+        return extract_features(context, encoder_weights=weights,
+                                features_dir=Path(out) if out else context.run_dir / "features")
+
+
+def train_head(config: RunConfig, *, features: str, out: str | None = None, resume: bool = True):
+    from lofi.train.head_stage import run_head_stage
+
+    with run_context(config) as context:
+        return run_head_stage(context, features_dir=features,
+                              out_dir=Path(out) if out else context.run_dir / "stage3_head", resume=resume)
+
+
+def run(config: RunConfig, *, resume: bool = True, baseline: bool = True):
+    from lofi.train.pipeline import comparison_table, run_all
+
+    with run_context(config) as context:
+        results = run_all(context, resume=resume, baseline=baseline)
+        if context.is_main:
+            print(comparison_table(results))
+        return results
+
+
+def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Sequence[str] = (),
+         progress: bool = True) -> int:
+    """Generate the synthetic dataset (once) and run the three stages on it with the ``synthetic`` preset."""
+    from lofi.data.synthetic import SyntheticConfig, generate_dataset
+    from lofi.train.pipeline import comparison_table, run_all
+
+    started = time.perf_counter()
+    out = Path(out)
+    data_dir = out / "synthetic"
+    synth = SyntheticConfig(num_videos=videos, num_classes=classes, seed=seed)
+    if not (data_dir / "annotations.json").is_file():
+        print(f"generating {videos} synthetic videos of {classes} classes in {data_dir}")
+        dataset = generate_dataset(data_dir, synth, progress=progress)
+        print(f"{dataset.num_frames} frames in {dataset.seconds:.1f} s")
+    else:
+        print(f"using the synthetic dataset in {data_dir}")
+    config = load_config("synthetic", [f"data.annotations={data_dir / 'annotations.json'}",
+                                       f"data.videos={data_dir / 'videos'}", f"data.cache_dir={out / 'cache'}",
+                                       f"out_dir={out / 'runs'}", f"seed={seed}", *overrides])
+    with run_context(config, progress=progress) as context:
+        results = run_all(context)
+        if not context.is_main:
+            return 0
+        minutes = (time.perf_counter() - started) / 60
+        print()
+        print(f"LoFi demo: {len(context.annotations)} videos, {len(context.classes)} classes, "
+              f"{config.model.encoder} + {config.model.head}, full fidelity {config.fidelity.num_snippets} x "
+              f"{config.fidelity.frame_size_px}^2, stage 2 in mode {config.fidelity.mode}; {minutes:.1f} min")
+        print(comparison_table(results))
+        print(f"run directory: {context.run_dir} (config.yaml, stage checkpoints, metrics, comparison.png)")
+    return 0

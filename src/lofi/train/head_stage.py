@@ -1,0 +1,127 @@
+"""Stage 3's second half: a fresh head trained on frozen full-fidelity features, then evaluated.
+
+The head is built at the full snippet count and trained on the training subset's feature files. Its raw outputs on
+the evaluation subset are decoded and saved (``raw_predictions.json``, and ``video_scores.json`` for the
+class-agnostic G-TAD and BMN), suppressed into ``predictions.json`` and scored with the ActivityNet mAP
+(``metrics.json``, as ``lofi evaluate`` writes it, and its pictures).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lofi.data.annotations import AnnotationSet
+from lofi.data.features import FeatureDataset, collate_features, feature_path
+from lofi.data.formats import write_results
+from lofi.eval import evaluate_detection
+from lofi.eval.detection import DetectionResult, parse_tiou_thresholds
+from lofi.eval.plots import write_evaluation_plots
+from lofi.eval.report import detection_metrics_json, write_metrics_json
+from lofi.models import create_head
+from lofi.postprocess import PostprocessConfig
+from lofi.train.builders import build_optimizer, build_scheduler
+from lofi.train.context import RunContext
+from lofi.train.engine import Trainer
+from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
+from lofi.train.predict import finish_predictions, predict_features, write_raw
+from lofi.train.pretrain import _save_atomic, loop_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadStageResult:
+    """Where stage 3 wrote its head and predictions, and the evaluation."""
+
+    head_path: Path
+    predictions_path: Path
+    result: DetectionResult
+
+
+def _with_features(videos: AnnotationSet, features_dir: Path, *, what: str) -> AnnotationSet:
+    kept = [v for v in videos if feature_path(features_dir, v.video_id).is_file()]
+    if len(kept) < len(videos):
+        logger.warning("%s: %d of %d videos have no feature file in %s (skipped at extraction); left out",
+                       what, len(videos) - len(kept), len(videos), features_dir)
+    if not kept:
+        raise FileNotFoundError(f"{features_dir}: no feature file for any {what} video; run `lofi extract` first")
+    return AnnotationSet.from_videos(kept, classes=videos.classes, source=videos.source)
+
+
+def postprocess_config(context: RunContext) -> PostprocessConfig:
+    ev = context.config.eval
+    return PostprocessConfig(method=ev.method, iou_threshold=ev.iou_threshold, sigma=ev.sigma,
+                             min_score=ev.min_score, max_detections=ev.max_detections)
+
+
+def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDataset, *,
+                  ground_truth: AnnotationSet, out_dir: Path | None = None,
+                  plots: bool = False) -> tuple[DetectionResult, dict]:
+    """Predict ``dataset``'s videos, suppress, and score against ``ground_truth``; with ``out_dir``, save the raw
+    candidates, the predictions, ``metrics.json`` and (``plots``) the pictures."""
+    config = context.config
+    batch_size = context.batch_per_rank(config.head.optim)
+    batches = (collate_features([dataset[i] for i in range(s, min(s + batch_size, len(dataset)))])
+               for s in range(0, len(dataset), batch_size))
+    raw = predict_features(config.model.head, head, (b for b in batches if b is not None), classes=context.classes,
+                           device=context.device)
+    head.train()
+    predictions = finish_predictions(raw, postprocess_config(context), video_top_k=config.eval.video_top_k)
+    result = evaluate_detection(ground_truth, predictions, tiou_thresholds=parse_tiou_thresholds(config.eval.tiou),
+                                subset=None, keep_curves=plots)
+    if out_dir is not None:
+        write_raw(raw, out_dir)
+        write_results(predictions, out_dir / "predictions.json")
+        write_metrics_json(detection_metrics_json(result), out_dir / "metrics.json")
+        if plots:
+            write_evaluation_plots(result, ground_truth, predictions, out_dir / "plots")
+    return result, predictions
+
+
+def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: str | Path,
+                   resume: bool = True, eval_every_epochs: int = 5) -> HeadStageResult:
+    """Train a head from scratch on ``features_dir`` and evaluate it; everything goes to ``out_dir``."""
+    config, optim = context.config, context.config.head.optim
+    features_dir, out = Path(features_dir), Path(out_dir)
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    train_videos = _with_features(context.subset(config.data.train_subset), features_dir, what="training")
+    val_videos = _with_features(context.subset(config.data.val_subset), features_dir, what="evaluation")
+    train_set = FeatureDataset(features_dir=features_dir, annotations=train_videos, classes=context.classes)
+    val_set = FeatureDataset(features_dir=features_dir, annotations=val_videos, classes=context.classes)
+    feature_dim = int(train_set[0]["features"].shape[0])
+    torch.manual_seed(config.seed)
+    head = create_head(config.model.head, in_dim=feature_dim, num_classes=len(context.classes),
+                       num_snippets=config.fidelity.num_snippets, **config.model.head_options).to(context.device)
+    optimizer = build_optimizer(head.parameters(), optim)
+    sampler = single_fidelity_sampler(num_items=len(train_set), batch_size=context.batch_per_rank(optim),
+                                      shuffle=True, seed=config.seed, rank=context.rank,
+                                      num_replicas=context.world_size, grad_accum_steps=optim.grad_accum_steps)
+
+    def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
+        outputs = net(batch["features"].to(context.device, non_blocking=True))
+        return head.loss(outputs, batch["targets"].to(context.device))
+
+    def on_epoch_end(epoch: int, trainer: Trainer) -> dict[str, float]:
+        last = epoch + 1 == optim.epochs
+        if not context.is_main or not (last or (epoch + 1) % max(1, eval_every_epochs) == 0):
+            return {}
+        result, _ = evaluate_head(context, head, val_set, ground_truth=val_videos)
+        return {"val_average_mAP": result.average_mAP, "val_mAP@first_tiou": float(result.mAP[0])}
+
+    trainer = Trainer(model=head, optimizer=optimizer, scheduler=build_scheduler(optimizer, optim), loss_fn=loss_fn,
+                      batches=batch_source(IndexKeyed(train_set), sampler, collate_features, num_workers=0,
+                                           device=context.device, seed=config.seed),
+                      steps_per_epoch=len(sampler), run_dir=out, config=loop_config(optim, seed=config.seed),
+                      device=context.device, progress=context.progress, on_epoch_end=on_epoch_end)
+    trainer.fit(resume=resume)
+    head_path = out / "head.pt"
+    result, _ = evaluate_head(context, head, val_set, ground_truth=val_videos, out_dir=out if context.is_main else None,
+                              plots=context.is_main)
+    if context.is_main:
+        _save_atomic(head.state_dict(), head_path)
+    return HeadStageResult(head_path=head_path, predictions_path=out / "predictions.json", result=result)

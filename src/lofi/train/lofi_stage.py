@@ -1,0 +1,95 @@
+"""Stage 2, the LoFi stage: encoder and TAL head trained end to end on whole untrimmed videos at low fidelity.
+
+Gradients of the head's localization loss flow into the encoder (this is what the paper adds). Each mini-batch
+takes the fidelity of :class:`~lofi.train.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
+C-long, full or custom); the head runs at the batch's number of snippets with the same weights. The batch size is
+the same at every fidelity. The result is the tuned encoder's weights, ``stage2_lofi/encoder.pt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lofi.data.frame_cache import FrameCache
+from lofi.data.windows import FidelityBatchSampler, VideoWindowDataset, collate_windows
+from lofi.models import create_head
+from lofi.models.detector import Detector
+from lofi.train.builders import build_optimizer, build_scheduler
+from lofi.train.context import RunContext
+from lofi.train.engine import Trainer
+from lofi.train.fidelity import Fidelity, FidelitySchedule
+from lofi.train.loaders import batch_source
+from lofi.train.pretrain import _save_atomic, build_encoder, loop_config
+
+STAGE_DIR = "stage2_lofi"
+
+
+def fidelity_schedule(context: RunContext) -> FidelitySchedule:
+    """The configured stage-2 schedule."""
+    fc = context.config.fidelity
+    custom = None
+    if fc.mode == "custom":
+        if fc.custom_num_snippets is None or fc.custom_frame_size_px is None:
+            raise ValueError("fidelity.mode 'custom' needs fidelity.custom_num_snippets and "
+                             "fidelity.custom_frame_size_px")
+        custom = Fidelity("custom", fc.custom_num_snippets, fc.custom_frame_size_px)
+    return FidelitySchedule(mode=fc.mode, full=Fidelity("full", fc.num_snippets, fc.frame_size_px), custom=custom,
+                            cycle_steps=fc.cycle_steps)
+
+
+def frame_cache(context: RunContext, fidelities: dict[str, Fidelity]) -> FrameCache | None:
+    """The pre-decoded frame cache at the full snippet count and the largest frame size used, if configured."""
+    data = context.config.data
+    if data.cache_dir is None:
+        return None
+    full = context.config.fidelity
+    size = max([full.frame_size_px] + [f.frame_size_px for f in fidelities.values()])
+    snippets = max([full.num_snippets] + [f.num_snippets for f in fidelities.values()])
+    return FrameCache(data.cache_dir, num_snippets=snippets, frames_per_snippet=data.frames_per_snippet,
+                      short_side_px=size, frame_stride=data.frame_stride)
+
+
+def build_detector(context: RunContext, encoder_weights: str | Path | None) -> Detector:
+    """Encoder (with ``encoder_weights``) and a fresh head built at the full snippet count."""
+    model = context.config.model
+    encoder = build_encoder(context, encoder_weights)
+    head = create_head(model.head, in_dim=encoder.feature_dim, num_classes=len(context.classes),
+                       num_snippets=context.config.fidelity.num_snippets, **model.head_options)
+    return Detector(encoder=encoder, head=head)
+
+
+def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume: bool = True) -> Path:
+    """Train stage 2 from ``encoder_weights`` (stage 1's, or any checkpoint) and return the tuned encoder's path."""
+    config, optim = context.config, context.config.train.optim
+    out_dir = context.stage_dir(STAGE_DIR)
+    schedule = fidelity_schedule(context)
+    fidelities = schedule.fidelities
+    dataset = VideoWindowDataset(annotations=context.subset(config.data.train_subset), videos_dir=config.data.videos,
+                                 classes=context.classes, fidelities=fidelities,
+                                 frames_per_snippet=config.data.frames_per_snippet,
+                                 frame_stride=config.data.frame_stride, cache=frame_cache(context, fidelities),
+                                 augment=True, on_error=config.data.on_error, seed=config.seed)
+    sampler = FidelityBatchSampler(num_items=len(dataset), batch_size=context.batch_per_rank(optim),
+                                   schedule=schedule, shuffle=True, seed=config.seed,
+                                   grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,
+                                   rank=context.rank)
+    model = build_detector(context, encoder_weights).to(context.device)
+    optimizer = build_optimizer(model.parameters(), optim)
+
+    def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
+        outputs = net(batch["frames"].to(context.device, non_blocking=True))  # raw head outputs
+        losses = model.loss(outputs, batch["targets"].to(context.device))
+        return {**losses, "num_snippets": torch.tensor(float(batch["frames"].shape[1]))}
+
+    trainer = Trainer(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, optim), loss_fn=loss_fn,
+                      batches=batch_source(dataset, sampler, collate_windows, num_workers=config.data.num_workers,
+                                           device=context.device, seed=config.seed),
+                      steps_per_epoch=len(sampler), run_dir=out_dir, config=loop_config(optim, seed=config.seed),
+                      device=context.device, progress=context.progress)
+    trainer.fit(resume=resume)
+    path = out_dir / "encoder.pt"
+    if context.is_main:
+        _save_atomic(model.encoder.state_dict(), path)
+    return path

@@ -1,0 +1,112 @@
+"""Stage 1: the encoder trained as an action classifier on trimmed clips cut from the dataset's own annotations.
+
+Each ground-truth segment of the training subset is a clip of its class; with ``pretrain.background`` the
+unannotated spans give clips of an extra background class. The encoder starts from ``model.encoder_weights``
+when given (a TSM-release or torchvision checkpoint: nothing is downloaded), else from scratch. The result is the
+encoder's weights, ``stage1_pretrain/encoder.pt``, for stage 2 and for the frozen-features baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lofi.data.clips import ClipDataset, collate_clips
+from lofi.models import create_encoder
+from lofi.models.classifier import ClipClassifier
+from lofi.models.encoders.checkpoints import load_encoder_weights
+from lofi.train.builders import build_optimizer, build_scheduler
+from lofi.train.context import RunContext
+from lofi.train.engine import TrainLoopConfig, Trainer
+from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
+
+STAGE_DIR = "stage1_pretrain"
+
+
+def loop_config(optim, *, seed: int) -> TrainLoopConfig:
+    """The engine's loop settings from a stage's optimiser config."""
+    return TrainLoopConfig(epochs=optim.epochs, grad_accum_steps=optim.grad_accum_steps,
+                           checkpoint_every_steps=optim.checkpoint_every_steps, autocast=optim.autocast,
+                           clip_grad_norm=optim.clip_grad_norm, seed=seed)
+
+
+def build_encoder(context: RunContext, weights: str | Path | None) -> torch.nn.Module:
+    """The configured encoder, with ``weights`` (any published layout, or a lofi stage's ``encoder.pt``)."""
+    model_config = context.config.model
+    encoder = create_encoder(model_config.encoder, **model_config.encoder_options)
+    if weights is not None:
+        load_encoder_weights(encoder, weights, strict=True)
+    return encoder
+
+
+def _clip_dataset(context: RunContext, subset: str, *, augment: bool) -> ClipDataset:
+    config, stage = context.config, context.config.pretrain
+    return ClipDataset(annotations=context.subset(subset), videos_dir=config.data.videos, classes=context.classes,
+                       num_snippets=stage.num_snippets, frames_per_snippet=config.data.frames_per_snippet,
+                       frame_size_px=stage.frame_size_px, frame_stride=config.data.frame_stride,
+                       background=stage.background, background_per_video=stage.background_per_video,
+                       segment_margin_frac=stage.segment_margin_frac, augment=augment, seed=config.seed,
+                       on_error=config.data.on_error)
+
+
+@torch.no_grad()
+def clip_accuracy(model: ClipClassifier, dataset: ClipDataset, *, device: torch.device, batch_size: int) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` (background included as a class)."""
+    model.eval()
+    correct = total = 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collate_clips([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        if batch is None:
+            continue
+        logits = model(batch["frames"].to(device))  # [B, C+1]
+        correct += int((logits.argmax(dim=1).cpu() == batch["labels"]).sum())
+        total += int(batch["labels"].numel())
+    model.train()
+    return correct / max(total, 1)
+
+
+def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
+    """Train stage 1 and return the path of the encoder's weights."""
+    config, stage = context.config, context.config.pretrain
+    out_dir = context.stage_dir(STAGE_DIR)
+    train_set = _clip_dataset(context, config.data.train_subset, augment=True)
+    val_set = _clip_dataset(context, config.data.val_subset, augment=False)
+    num_outputs = len(context.classes) + (1 if stage.background else 0)
+    model = ClipClassifier(encoder=build_encoder(context, config.model.encoder_weights),
+                           num_classes=num_outputs).to(context.device)
+    optimizer = build_optimizer(model.parameters(), stage.optim)
+    sampler = single_fidelity_sampler(num_items=len(train_set), batch_size=context.batch_per_rank(stage.optim),
+                                      shuffle=True, seed=config.seed, rank=context.rank,
+                                      num_replicas=context.world_size, grad_accum_steps=stage.optim.grad_accum_steps)
+
+    def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
+        logits = net(batch["frames"].to(context.device, non_blocking=True))  # [B, C+1]
+        labels = batch["labels"].to(context.device)
+        loss = F.cross_entropy(logits, labels)
+        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == labels).float().mean().detach()}
+
+    def on_epoch_end(epoch: int, trainer: Trainer) -> dict[str, float]:
+        if not context.is_main:
+            return {}
+        return {"val_clip_accuracy": clip_accuracy(model, val_set, device=context.device,
+                                                   batch_size=context.batch_per_rank(stage.optim))}
+
+    trainer = Trainer(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, stage.optim),
+                      loss_fn=loss_fn, batches=batch_source(IndexKeyed(train_set), sampler, collate_clips,
+                                                            num_workers=config.data.num_workers,
+                                                            device=context.device, seed=config.seed),
+                      steps_per_epoch=len(sampler), run_dir=out_dir, config=loop_config(stage.optim, seed=config.seed),
+                      device=context.device, progress=context.progress, on_epoch_end=on_epoch_end)
+    trainer.fit(resume=resume)
+    path = out_dir / "encoder.pt"
+    if context.is_main:
+        _save_atomic(model.encoder.state_dict(), path)
+    return path
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
