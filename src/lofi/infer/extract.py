@@ -18,6 +18,7 @@ from lofi.data.features import feature_path, write_features
 from lofi.data.windows import VideoWindowDataset, collate_windows
 from lofi.models.encoders.base import normalize_frames
 from lofi.train.context import RunContext
+from lofi.train.distributed import barrier
 from lofi.train.fidelity import Fidelity
 from lofi.train.lofi_stage import frame_cache
 from lofi.train.pretrain import build_encoder
@@ -64,4 +65,5 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
     bar.close()
     for video_id, reason in dataset.skipped:
         logger.warning("extract: skipped %s: %s", video_id, reason)
+    barrier()  # every process's files are written before anyone reads them
     return out

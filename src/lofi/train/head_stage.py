@@ -25,6 +25,7 @@ from lofi.models import create_head
 from lofi.postprocess import PostprocessConfig
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
+from lofi.train.distributed import barrier
 from lofi.train.engine import Trainer
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 from lofi.train.predict import finish_predictions, predict_features, write_raw
@@ -124,4 +125,5 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
                               plots=context.is_main)
     if context.is_main:
         _save_atomic(head.state_dict(), head_path)
+    barrier()
     return HeadStageResult(head_path=head_path, predictions_path=out / "predictions.json", result=result)

@@ -18,6 +18,7 @@ from lofi.models import create_head
 from lofi.models.detector import Detector
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
+from lofi.train.distributed import barrier
 from lofi.train.engine import Trainer
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 from lofi.train.loaders import batch_source
@@ -92,4 +93,5 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
     path = out_dir / "encoder.pt"
     if context.is_main:
         _save_atomic(model.encoder.state_dict(), path)
+    barrier()  # the other processes read it next
     return path

@@ -19,6 +19,7 @@ from lofi.models.classifier import ClipClassifier
 from lofi.models.encoders.checkpoints import load_encoder_weights
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
+from lofi.train.distributed import barrier
 from lofi.train.engine import TrainLoopConfig, Trainer
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 
@@ -103,6 +104,7 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
     path = out_dir / "encoder.pt"
     if context.is_main:
         _save_atomic(model.encoder.state_dict(), path)
+    barrier()  # the other processes read it next
     return path
 
 
