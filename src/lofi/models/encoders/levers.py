@@ -80,7 +80,10 @@ class LeveredEncoder(VideoEncoder):
         self.train(self.training)
 
     def _to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=self._memory_format) if self.channels_last else x
+        """Activations in the weights' memory format: channels-last with the lever, else standard. Frames arrive
+        channels-last from the decoder; left so, their weight gradients would come out channels-last too and
+        DistributedDataParallel would copy them into its buckets at every step."""
+        return x.contiguous(memory_format=self._memory_format if self.channels_last else torch.contiguous_format)
 
     def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         """The autocast context for inputs on ``device_type`` (a no-op when ``autocast`` is None)."""
