@@ -74,6 +74,7 @@ class OptimConfig:
     clip_grad_norm: float | None = None
     autocast: Autocast | None = None
     checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
+    keep_epoch_checkpoints: int = 2  # newest epoch_XXX.pt files kept besides latest.pt; 0 keeps them all
 
 
 @dataclass

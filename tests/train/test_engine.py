@@ -36,8 +36,9 @@ def test_loss_decreases_and_records_are_written(tmp_path: Path) -> None:
     assert summary["train_loss"] == losses[-1] and summary["val_metric"] == pytest.approx(0.3)
     assert [r["lr"] for r in epochs] == pytest.approx([1e-2 * 0.7 ** e for e in range(4)])  # per-epoch scheduler
     assert [r["step"] for r in _records(tmp_path, "step")] == list(range(4, 65, 4))
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt",
-                                                            "epoch_004.pt", "latest.pt"]
+    # the newest keep_epoch_checkpoints (2) epoch files are kept besides latest.pt; the curves are drawn
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch_003.pt", "epoch_004.pt", "latest.pt"]
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert (seen[17].epoch, seen[17].micro_batch, seen[17].global_step) == (1, 1, 17)
     assert seen[0].model is trainer.model
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")

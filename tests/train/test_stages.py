@@ -37,7 +37,8 @@ def _config(dataset: Path, run_root: Path, *extra: str):
         f"data.annotations={dataset / 'annotations.json'}", f"data.videos={dataset / 'videos'}",
         f"data.cache_dir={run_root / 'cache'}", f"out_dir={run_root}", "name=tiny", "device=cpu",
         "fidelity.num_snippets=12", "fidelity.frame_size_px=48", "fidelity.mode=C-short", "fidelity.cycle_steps=1",
-        "pretrain.num_snippets=2", "pretrain.frame_size_px=48", TINY_MODEL,
+        "pretrain.num_snippets=2", "pretrain.frame_size_px=48", "data.frames_per_snippet=2", "data.frame_stride=1",
+        TINY_MODEL,
         "pretrain.optim={optimizer: adamw, lr: 0.001, epochs: 4, batch_size: 4, weight_decay: 0.0}",
         "train.optim={optimizer: adamw, lr: 0.0005, epochs: 3, batch_size: 2, weight_decay: 0.0}",
         "head.optim={optimizer: adamw, lr: 0.003, epochs: 8, batch_size: 2, weight_decay: 0.0}", *extra])

@@ -128,10 +128,11 @@ def _atomic_link_or_copy(src: Path, dst: Path) -> None:
 
 
 def save_checkpoint(run_dir: str | os.PathLike, state: Mapping[str, Any], *,
-                    completed_epochs: int | None = None) -> Path:
+                    completed_epochs: int | None = None, keep_epochs: int = 0) -> Path:
     """Write ``state`` to ``run_dir/latest.pt`` (and ``epoch_XXX.pt`` when ``completed_epochs`` is given).
 
-    Checked with :func:`check_weights_only_safe` first. Returns the path of ``latest.pt``.
+    ``keep_epochs`` > 0 removes all but the newest that many ``epoch_XXX.pt`` files afterwards (0 keeps them
+    all). Checked with :func:`check_weights_only_safe` first. Returns the path of ``latest.pt``.
     """
     run_dir = Path(run_dir)
     check_weights_only_safe(dict(state))
@@ -140,6 +141,9 @@ def save_checkpoint(run_dir: str | os.PathLike, state: Mapping[str, Any], *,
         return atomic_save(dict(state), latest)
     epoch_file = atomic_save(dict(state), run_dir / epoch_checkpoint_name(completed_epochs))
     _atomic_link_or_copy(epoch_file, latest)
+    if keep_epochs > 0:
+        for old in checkpoint_candidates(run_dir)[1 + keep_epochs:]:  # [0] is latest.pt
+            old.unlink(missing_ok=True)
     return latest
 
 

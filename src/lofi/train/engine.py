@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lofi.train import checkpoint as ckpt
 from lofi.train import distributed as D
-from lofi.train.records import MetricsLog, Progress
+from lofi.train.records import MetricsLog, Progress, plot_curves
 
 __all__ = ["TrainLoopConfig", "StepInfo", "Trainer", "seed_everything", "CHECKPOINT_FORMAT"]
 
@@ -65,6 +65,7 @@ class TrainLoopConfig:
     clip_grad_norm: float | None = None
     seed: int = 0
     find_unused_parameters: bool = False
+    keep_epoch_checkpoints: int = 2  # epoch_XXX.pt files kept (newest); 0 keeps every epoch
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -76,6 +77,8 @@ class TrainLoopConfig:
                              f"{self.checkpoint_every_steps}")
         if self.log_every_steps < 1:
             raise ValueError(f"log_every_steps must be >= 1, got {self.log_every_steps}")
+        if self.keep_epoch_checkpoints < 0:
+            raise ValueError(f"keep_epoch_checkpoints must be >= 0 (0: keep all), got {self.keep_epoch_checkpoints}")
         if self.autocast not in (None, *_AUTOCAST_DTYPES):
             raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {self.autocast!r}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
@@ -237,6 +240,8 @@ class Trainer:
         finally:
             bar.close()
             self.log.close()
+        if self.is_main and (self.run_dir / "metrics.jsonl").is_file():
+            plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
         self._release_ddp()
         return dict(self.last_epoch_record)
 
@@ -453,7 +458,8 @@ class Trainer:
             rng = gathered
         if self.is_main:
             ckpt.save_checkpoint(self.run_dir, self.state_dict(rng),
-                                 completed_epochs=self.epoch if epoch_end else None)
+                                 completed_epochs=self.epoch if epoch_end else None,
+                                 keep_epochs=self.config.keep_epoch_checkpoints)
         D.barrier()
 
     def _restore(self) -> dict[str, Any] | None:

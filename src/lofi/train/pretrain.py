@@ -30,7 +30,8 @@ def loop_config(optim, *, seed: int) -> TrainLoopConfig:
     """The engine's loop settings from a stage's optimiser config."""
     return TrainLoopConfig(epochs=optim.epochs, grad_accum_steps=optim.grad_accum_steps,
                            checkpoint_every_steps=optim.checkpoint_every_steps, autocast=optim.autocast,
-                           clip_grad_norm=optim.clip_grad_norm, seed=seed)
+                           clip_grad_norm=optim.clip_grad_norm, seed=seed,
+                           keep_epoch_checkpoints=optim.keep_epoch_checkpoints)
 
 
 def build_encoder(context: RunContext, weights: str | Path | None) -> torch.nn.Module:
