@@ -84,7 +84,8 @@ def plot_map_comparison(results: Mapping[str, DetectionResult], path: str | Path
                 label=f"{name} (average {100.0 * result.average_mAP:.2f}%)")
     ax.set_xlabel("tIoU threshold")
     ax.set_ylabel("mAP (%)")
-    ax.set_ylim(0, 100)
+    highest = max((100.0 * float(np.max(r.mAP)) for r in results.values() if len(r.mAP)), default=0.0)
+    ax.set_ylim(0, 100 if highest > 50 else max(5.0, 1.25 * highest))  # small values stay readable
     ax.grid(True, alpha=0.4)
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Detection mAP by the features the head was trained on")
