@@ -125,8 +125,18 @@ def test_cli_synth_rejects_bad_options(tmp_path, capsys):
     assert "num_classes" in capsys.readouterr().err
 
 
-def test_cli_demo_generates_and_checks_a_dataset(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--videos", "2", "--classes", "2", "-q"]) == 0
+def test_cli_demo_generates_checks_and_runs_the_three_stages(tmp_path, capsys):
+    # the main command, shortened: 4 videos and one or two epochs per stage
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--videos", "4", "--classes", "2", "-q",
+            "-o", "pretrain.optim.epochs=1", "-o", "train.optim.epochs=1", "-o", "head.optim.epochs=2"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "no problems found" in out and "frames/s" in out
-    assert load_annotations(tmp_path / "demo" / "annotations.json").annotations.classes == ("circle_ccw", "circle_cw")
+    assert "frozen stage-1 encoder" in out and "LoFi (C-long) encoder" in out and "average" in out
+    data = tmp_path / "demo" / "synthetic"
+    assert load_annotations(data / "annotations.json").annotations.classes == ("circle_ccw", "circle_cw")
+    run = tmp_path / "demo" / "runs" / "synthetic"
+    for name in ("config.yaml", "comparison.json", "comparison.png", "stage1_pretrain/encoder.pt",
+                 "stage1_pretrain/curves.png", "stage2_lofi/latest.pt", "stage2_lofi/metrics.jsonl",
+                 "stage3_head_lofi/metrics.json", "stage3_head_frozen/predictions.json"):
+        assert (run / name).is_file(), name

@@ -92,6 +92,7 @@ def demo_dataset_config(*, num_videos: int, num_classes: int, seed: int):
 def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Sequence[str] = (),
          progress: bool = True) -> int:
     """Generate the synthetic dataset (once) and run the three stages on it with the ``synthetic`` preset."""
+    from lofi.data.check import run_check
     from lofi.data.synthetic import generate_dataset
     from lofi.train.pipeline import comparison_table, run_all
 
@@ -102,9 +103,13 @@ def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Se
     if not (data_dir / "annotations.json").is_file():
         print(f"generating {videos} synthetic videos of {classes} classes in {data_dir}")
         dataset = generate_dataset(data_dir, synth, progress=progress)
-        print(f"{dataset.num_frames} frames in {dataset.seconds:.1f} s")
+        print(f"{dataset.num_frames} frames in {dataset.seconds:.1f} s ({dataset.frames_per_sec:.0f} frames/s)")
     else:
         print(f"using the synthetic dataset in {data_dir}")
+    report = run_check(data_dir / "annotations.json", videos_dir=data_dir / "videos")
+    print(report.format())
+    if not report.ok:
+        return 1
     config = load_config("synthetic", [f"data.annotations={data_dir / 'annotations.json'}",
                                        f"data.videos={data_dir / 'videos'}", f"data.cache_dir={out / 'cache'}",
                                        f"out_dir={out / 'runs'}", f"seed={seed}", *overrides])
