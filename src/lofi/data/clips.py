@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.sampling import SnippetSpec, sample_snippets_between
-from lofi.data.video import VideoReadError, find_video_files, probe_video
+from lofi.data.video import VideoReadError, find_video_files, probe_video, video_file
 from lofi.data.windows import item_generator, label_indices
 
 logger = logging.getLogger(__name__)
@@ -140,10 +140,8 @@ class ClipDataset(Dataset):
         self.epoch = epoch
 
     def video_path(self, video_id: str) -> Path:
-        path = self._files.get(video_id)
-        if path is None:
-            raise VideoReadError(self.videos_dir / video_id, f"no video file for id {video_id!r} in {self.videos_dir}")
-        return path
+        """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
+        return video_file(self._files, self.videos_dir, video_id)
 
     def __getitem__(self, index: int) -> ClipItem | None:
         clip = self.clips[index]

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.sampling import SnippetSpec, sample_snippets
-from lofi.data.video import VideoReadError, find_video_files
+from lofi.data.video import VideoReadError, find_video_files, video_file
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,7 @@ class SnippetDataset(Dataset):
 
     def video_path(self, video_id: str) -> Path:
         """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
-        path = self._files.get(video_id)
-        if path is None:
-            raise VideoReadError(self.videos_dir / video_id,
-                                 f"no video file for id {video_id!r} in {self.videos_dir}")
-        return path
+        return video_file(self._files, self.videos_dir, video_id)
 
     def __getitem__(self, index: int) -> SnippetItem | None:
         video_id = self.video_ids[index]

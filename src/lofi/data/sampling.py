@@ -314,34 +314,9 @@ def sample_snippets(path: str | os.PathLike, spec: SnippetSpec, *, generator: to
 def _sample_open(container: av.container.InputContainer, path: str | os.PathLike, spec: SnippetSpec, *,
                  info: VideoInfo, generator: torch.Generator | None, seek_gap_sec: float | None,
                  threads: int) -> SampledClip:
-    stream = container.streams.video[0]
-    _configure_threads(stream, threads)
     times = snippet_times_sec(info.duration_sec, info.fps, spec)  # [T, F]
-    resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)
-    x, y, crop_w, crop_h = _crop_box(resized_w, resized_h, spec, generator, path)
-
-    flat_times = times.reshape(-1)  # [T*F]
-    order = np.argsort(flat_times, kind="stable")
-    out = np.empty((flat_times.size, crop_h, crop_w, 3), dtype=np.uint8)  # [T*F, H, W, 3]
-    frame_times = np.empty(flat_times.size, dtype=np.float64)  # [T*F]
-    reformatter = VideoReformatter()
-    stats = _DecodeStats()
-    converted = 0
-    for frame, frame_sec, lo, hi in _decode_at_times(container, flat_times[order], info=info,
-                                                     seek_gap_sec=seek_gap_sec, stats=stats):
-        rgb = reformatter.reformat(frame, width=resized_w, height=resized_h, format="rgb24",
-                                   interpolation=Interpolation.BILINEAR, threads=threads).to_ndarray()
-        slots = order[lo:hi]
-        out[slots] = rgb[y:y + crop_h, x:x + crop_w]  # [H, W, 3] broadcast into each slot
-        frame_times[slots] = frame_sec
-        converted += 1
-
-    num_snippets, num_frames = times.shape
-    frames = torch.from_numpy(out).view(num_snippets, num_frames, crop_h, crop_w, 3)  # [T, F, H, W, 3]
-    return SampledClip(frames=frames.permute(0, 1, 4, 2, 3),  # [T, F, 3, H, W], channels-last memory
-                       times_sec=times, frame_times_sec=frame_times.reshape(times.shape), info=info,
-                       crop_box=(x, y, crop_w, crop_h), num_decoded_frames=stats.decoded,
-                       num_converted_frames=converted, num_seeks=stats.seeks)
+    return _sample_times_open(container, path, spec, times, info=info, generator=generator, keep_full_frame=False,
+                              seek_gap_sec=seek_gap_sec, threads=threads)
 
 
 def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start_sec: float = 0.0,
@@ -388,7 +363,7 @@ def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start
 def _sample_times_open(container: av.container.InputContainer, path: str | os.PathLike, spec: SnippetSpec,
                        times: np.ndarray, *, info: VideoInfo, generator: torch.Generator | None,
                        keep_full_frame: bool, seek_gap_sec: float | None, threads: int) -> SampledClip:
-    """:func:`_sample_open` with the times ``[T, F]`` given (same decoding, resize and crop)."""
+    """Decode the frames displayed at ``times`` ``[T, F]``, resize and crop them (one pass, forward seeks)."""
     stream = container.streams.video[0]
     _configure_threads(stream, threads)
     resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)

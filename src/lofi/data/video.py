@@ -138,3 +138,13 @@ def find_video_files(videos_dir: str | os.PathLike) -> dict[str, Path]:
             if key not in found or rank[ext] < rank[found[key].suffix.lower()]:
                 found[key] = path
     return found
+
+
+
+def video_file(files: dict[str, Path], videos_dir: str | os.PathLike, video_id: str) -> Path:
+    """``files[video_id]`` (a :func:`find_video_files` map); raises :class:`VideoReadError` naming the id and the
+    directory when the video has no file."""
+    path = files.get(video_id)
+    if path is None:
+        raise VideoReadError(Path(videos_dir) / video_id, f"no video file for id {video_id!r} in {videos_dir}")
+    return path

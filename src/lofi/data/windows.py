@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, Sampler
 from lofi.data.annotations import AnnotationSet, Segment
 from lofi.data.frame_cache import FrameCache, resample
 from lofi.data.sampling import SnippetSpec, sample_snippets
-from lofi.data.video import VideoReadError, find_video_files
+from lofi.data.video import VideoReadError, find_video_files, video_file
 from lofi.models.heads.base import SegmentTargets
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 
@@ -130,10 +130,7 @@ class VideoWindowDataset(Dataset):
 
     def video_path(self, video_id: str) -> Path:
         """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
-        path = self._files.get(video_id)
-        if path is None:
-            raise VideoReadError(self.videos_dir / video_id, f"no video file for id {video_id!r} in {self.videos_dir}")
-        return path
+        return video_file(self._files, self.videos_dir, video_id)
 
     def __getitem__(self, key: int | WindowKey) -> WindowItem | None:
         index, name = self._parse_key(key)

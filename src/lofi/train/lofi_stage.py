@@ -18,11 +18,10 @@ from lofi.models import create_head
 from lofi.models.detector import Detector
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
-from lofi.train.distributed import barrier
 from lofi.train.engine import Trainer
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 from lofi.train.loaders import batch_source
-from lofi.train.pretrain import _save_atomic, build_encoder, loop_config
+from lofi.train.pretrain import build_encoder, loop_config, save_encoder
 
 STAGE_DIR = "stage2_lofi"
 
@@ -90,8 +89,4 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
                       steps_per_epoch=len(sampler), run_dir=out_dir, config=loop_config(optim, seed=config.seed),
                       device=context.device, progress=context.progress)
     trainer.fit(resume=resume)
-    path = out_dir / "encoder.pt"
-    if context.is_main:
-        _save_atomic(model.encoder.state_dict(), path)
-    barrier()  # the other processes read it next
-    return path
+    return save_encoder(context, model.encoder, out_dir / "encoder.pt")

@@ -102,10 +102,14 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
                       steps_per_epoch=len(sampler), run_dir=out_dir, config=loop_config(stage.optim, seed=config.seed),
                       device=context.device, progress=context.progress, on_epoch_end=on_epoch_end)
     trainer.fit(resume=resume)
-    path = out_dir / "encoder.pt"
+    return save_encoder(context, model.encoder, out_dir / "encoder.pt")
+
+
+def save_encoder(context: RunContext, encoder: torch.nn.Module, path: Path) -> Path:
+    """Write the encoder's weights (rank 0, atomically) where every process can read them next; returns ``path``."""
     if context.is_main:
-        _save_atomic(model.encoder.state_dict(), path)
-    barrier()  # the other processes read it next
+        _save_atomic(encoder.state_dict(), path)
+    barrier()
     return path
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
-from lofi.models.heads.layers import confidence_map_head
+from lofi.models.heads.layers import MapGridMixin, confidence_map_head
 from lofi.models.heads.proposal_maps import (
     LengthCache,
     MapLossConfig,
@@ -56,7 +56,7 @@ def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, sa
     return interpolation_matrix(positions, num_snippets), d * num_snippets + ts
 
 
-class BMNHead(TALHead):
+class BMNHead(MapGridMixin, TALHead):
     """BMN: base module, temporal evaluation module (start/end), proposal evaluation module (BM layer + 3-D/2-D convs).
 
     Outputs (batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and
@@ -125,22 +125,6 @@ class BMNHead(TALHead):
         self.register_buffer("candidate_segments", duration_start_segments(num_snippets, max_duration),
                              persistent=False)  # [Dmax, T, 2]
         self._grids = LengthCache(partial(_duration_start_grid, num_snippets=num_snippets, max_duration=max_duration))
-
-    def max_duration_at(self, num_snippets: int) -> int:
-        """``Dmax`` at a window of ``num_snippets`` snippets: the rows of the confidence map at that length."""
-        return scaled_max_duration(self.max_duration, self.num_snippets, num_snippets)
-
-    def map_grid(self, num_snippets: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(valid_mask [Dmax(T), T] bool, candidate_segments [Dmax(T), T, 2])`` at ``T = num_snippets`` (the
-        buffers at the head's ``num_snippets``, built lazily and cached at other lengths)."""
-        if num_snippets == self.num_snippets:
-            return self.valid_mask, self.candidate_segments
-        return self._grids.get(num_snippets, device=self.candidate_segments.device,
-                               dtype=self.candidate_segments.dtype)
-
-    def _apply(self, fn, *args, **kwargs):
-        self._grids.clear()  # rebuilt on the new device / in the new dtype on next use
-        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         check_features(features, self.in_dim, 1, "BMNHead")

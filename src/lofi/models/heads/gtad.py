@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
-from lofi.models.heads.layers import confidence_map_head
+from lofi.models.heads.layers import MapGridMixin, confidence_map_head
 from lofi.models.heads.proposal_maps import (
     LengthCache,
     MapLossConfig,
@@ -118,7 +118,7 @@ def sgalign_matrix(num_snippets: int, *, num_samples: int = 16, samples_per_bin:
     return matrix, ts * num_snippets + te
 
 
-class GTADHead(TALHead):
+class GTADHead(MapGridMixin, TALHead):
     """G-TAD: GCNeXt backbone, start/end branches, SGAlign over every candidate and the matching head.
 
     Outputs (all float, batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T``
@@ -187,22 +187,6 @@ class GTADHead(TALHead):
         self.register_buffer("candidate_segments", start_end_segments(num_snippets), persistent=False)  # [T, T, 2]
         self.in_dim = in_dim
         self._grids = LengthCache(partial(_start_end_grid, num_snippets=num_snippets, max_duration=max_duration))
-
-    def max_duration_at(self, num_snippets: int) -> int | None:
-        """The longest candidate, in snippets, at a window of ``num_snippets`` (None: no limit)."""
-        return scaled_max_duration(self.max_duration, self.num_snippets, num_snippets)
-
-    def map_grid(self, num_snippets: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(valid_mask [T, T] bool, candidate_segments [T, T, 2])`` at ``T = num_snippets`` (the buffers at the
-        head's ``num_snippets``, built lazily and cached at other lengths)."""
-        if num_snippets == self.num_snippets:
-            return self.valid_mask, self.candidate_segments
-        return self._grids.get(num_snippets, device=self.candidate_segments.device,
-                               dtype=self.candidate_segments.dtype)
-
-    def _apply(self, fn, *args, **kwargs):
-        self._grids.clear()  # rebuilt on the new device / in the new dtype on next use
-        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         check_features(features, self.in_dim, self.k, "GTADHead")
