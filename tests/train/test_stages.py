@@ -83,3 +83,12 @@ def test_three_stages_end_to_end(dataset, tmp_path):
     assert (tmp_path / "head" / "plots" / "map_vs_tiou.png").is_file()
     # the encoder is frozen in stage 3: its file is untouched
     assert torch.equal(torch.load(stage2, weights_only=True)["conv1.weight"], after["conv1.weight"])
+
+
+def test_a_stage_run_twice_gives_the_same_weights(dataset, tmp_path):
+    torch.set_num_threads(1)
+    weights = []
+    for name in ("a", "b"):
+        context = make_context(_config(dataset, tmp_path / name, "pretrain.optim.epochs=1"), progress=False)
+        weights.append(torch.load(run_pretrain(context), weights_only=True))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

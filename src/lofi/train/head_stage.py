@@ -26,7 +26,7 @@ from lofi.postprocess import PostprocessConfig
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
 from lofi.train.distributed import barrier
-from lofi.train.engine import Trainer
+from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 from lofi.train.predict import finish_predictions, predict_features, write_raw
 from lofi.train.pretrain import _save_atomic, loop_config
@@ -95,7 +95,7 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
     train_set = FeatureDataset(features_dir=features_dir, annotations=train_videos, classes=context.classes)
     val_set = FeatureDataset(features_dir=features_dir, annotations=val_videos, classes=context.classes)
     feature_dim = int(train_set[0]["features"].shape[0])
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)  # the same initial weights on every run and every process
     head = create_head(config.model.head, in_dim=feature_dim, num_classes=len(context.classes),
                        num_snippets=config.fidelity.num_snippets, **config.model.head_options).to(context.device)
     optimizer = build_optimizer(head.parameters(), optim)

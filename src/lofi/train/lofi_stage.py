@@ -18,7 +18,7 @@ from lofi.models import create_head
 from lofi.models.detector import Detector
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
-from lofi.train.engine import Trainer
+from lofi.train.engine import Trainer, seed_everything
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 from lofi.train.loaders import batch_source
 from lofi.train.pretrain import build_encoder, loop_config, save_encoder
@@ -75,6 +75,7 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
                                    schedule=schedule, shuffle=True, seed=config.seed,
                                    grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,
                                    rank=context.rank)
+    seed_everything(config.seed)  # the same initial head weights on every run and every process
     model = build_detector(context, encoder_weights).to(context.device)
     optimizer = build_optimizer(model.parameters(), optim)
 

@@ -20,7 +20,7 @@ from lofi.models.encoders.checkpoints import load_encoder_weights
 from lofi.train.builders import build_optimizer, build_scheduler
 from lofi.train.context import RunContext
 from lofi.train.distributed import barrier
-from lofi.train.engine import TrainLoopConfig, Trainer
+from lofi.train.engine import TrainLoopConfig, Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 
 STAGE_DIR = "stage1_pretrain"
@@ -76,6 +76,7 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
     train_set = _clip_dataset(context, config.data.train_subset, augment=True)
     val_set = _clip_dataset(context, config.data.val_subset, augment=False)
     num_outputs = len(context.classes) + (1 if stage.background else 0)
+    seed_everything(config.seed)  # the same initial weights on every run and every process
     model = ClipClassifier(encoder=build_encoder(context, config.model.encoder_weights),
                            num_classes=num_outputs).to(context.device)
     optimizer = build_optimizer(model.parameters(), stage.optim)
