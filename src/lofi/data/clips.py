@@ -22,7 +22,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence, TypedDict
+from typing import Sequence, TypedDict
 
 import torch
 from torch.utils.data import Dataset
@@ -30,11 +30,11 @@ from torch.utils.data import Dataset
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.sampling import SnippetSpec, sample_snippets_between
 from lofi.data.video import VideoReadError, find_video_files, probe_video, video_file
-from lofi.data.windows import item_generator, label_indices
+from lofi.data.dataset import OnError, item_generator, skip_or_raise, stack_frames
+from lofi.data.windows import label_indices
 
 logger = logging.getLogger(__name__)
 
-OnError = Literal["raise", "skip"]
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,8 @@ class ClipDataset(Dataset):
             sampled = sample_snippets_between(self.video_path(clip.video_id), self.spec, start_sec=clip.start_sec,
                                               end_sec=clip.end_sec, generator=generator, threads=self.threads)
         except VideoReadError as exc:
-            if self.on_error == "raise":
-                raise
-            logger.warning("skipping clip %d of video %r: %s", index, clip.video_id, exc)
-            self.skipped.append((clip.video_id, str(exc)))
+            skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=clip.video_id,
+                          what=f"clip {index} of video {clip.video_id!r}")
             return None
         frames = sampled.frames  # [T, F, 3, S, S]
         if generator is not None and bool(torch.rand((), generator=generator) < 0.5):
@@ -167,7 +165,6 @@ def collate_clips(items: Sequence[ClipItem | None]) -> ClipBatch | None:
     kept = [item for item in items if item is not None]
     if not kept:
         return None
-    frames = torch.stack([item["frames"].permute(0, 1, 3, 4, 2) for item in kept])  # [B, T, F, S, S, 3]
-    return ClipBatch(frames=frames.permute(0, 1, 2, 5, 3, 4),  # [B, T, F, 3, S, S]
+    return ClipBatch(frames=stack_frames([item["frames"] for item in kept]),  # [B, T, F, 3, S, S]
                      labels=torch.stack([item["label"] for item in kept]),  # [B]
                      video_ids=[item["video_id"] for item in kept])

@@ -24,6 +24,28 @@ logger = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
 
 
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of item ``index`` in ``epoch``: the same in every worker and process."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def skip_or_raise(error: VideoReadError, *, on_error: OnError, skipped: list[tuple[str, str]], video_id: str,
+                  what: str) -> None:
+    """A dataset's bad video: raise ``error`` (``on_error="raise"``), or log a warning naming ``what`` and record
+    ``(video_id, reason)`` in ``skipped``; the caller then returns None for the item."""
+    if on_error == "raise":
+        raise error
+    logger.warning("skipping %s: %s", what, error)
+    skipped.append((video_id, str(error)))
+
+
+def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Items' ``[T, F, 3, H, W]`` frames -> ``[B, T, F, 3, H, W]``, keeping their channels-last memory."""
+    stacked = torch.stack([f.permute(0, 1, 3, 4, 2) for f in frames])  # [B, T, F, H, W, 3]
+    return stacked.permute(0, 1, 2, 5, 3, 4)  # [B, T, F, 3, H, W]
+
+
 class SnippetItem(TypedDict):
     """One video: snippets, their times, and the ground truth (times in seconds from the video start)."""
 
@@ -86,10 +108,8 @@ class SnippetDataset(Dataset):
             clip = sample_snippets(self.video_path(video_id), self.spec, generator=self._generator(index),
                                    threads=self.threads)
         except VideoReadError as exc:
-            if self.on_error == "raise":
-                raise
-            logger.warning("skipping video %r: %s", video_id, exc)
-            self.skipped.append((video_id, str(exc)))
+            skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=video_id,
+                          what=f"video {video_id!r}")
             return None
         segments_sec, labels = self._targets(self.annotations[video_id])
         return SnippetItem(video_id=video_id, frames=clip.frames,
@@ -97,10 +117,7 @@ class SnippetDataset(Dataset):
                            duration_sec=clip.info.duration_sec, segments_sec=segments_sec, labels=labels)
 
     def _generator(self, index: int) -> torch.Generator | None:
-        if self.spec.crop != "random":
-            return None
-        seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
-        return torch.Generator().manual_seed(int(seed))
+        return item_generator(self.seed, self.epoch, index) if self.spec.crop == "random" else None
 
     def _targets(self, video: VideoAnnotation) -> tuple[torch.Tensor, torch.Tensor]:
         segments_sec = torch.tensor([[s.start_sec, s.end_sec] for s in video.segments],
@@ -121,9 +138,8 @@ def collate_skipping_none(batch: Sequence[SnippetItem | None]) -> SnippetBatch |
     if len(shapes) > 1:
         raise ValueError(f"cannot batch snippets of different shapes {sorted(shapes)}; "
                          f"set SnippetSpec.short_side_px/crop_px so that all videos give one size")
-    frames = torch.stack([item["frames"].permute(0, 1, 3, 4, 2) for item in items])  # [B, T, F, H, W, 3]
     return SnippetBatch(video_id=[item["video_id"] for item in items],
-                        frames=frames.permute(0, 1, 2, 5, 3, 4),  # [B, T, F, 3, H, W]
+                        frames=stack_frames([item["frames"] for item in items]),  # [B, T, F, 3, H, W]
                         times_sec=torch.stack([item["times_sec"] for item in items]),  # [B, T, F]
                         duration_sec=torch.tensor([item["duration_sec"] for item in items], dtype=torch.float32),
                         segments_sec=[item["segments_sec"] for item in items],

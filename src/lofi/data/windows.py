@@ -13,26 +13,22 @@ a warning names the file and the reason, and :func:`collate_windows` drops it.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Literal, Mapping, Sequence, TypedDict
+from typing import Iterator, Mapping, Sequence, TypedDict
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from lofi.data.annotations import AnnotationSet, Segment
+from lofi.data.dataset import OnError, item_generator, skip_or_raise, stack_frames
 from lofi.data.frame_cache import FrameCache, resample
 from lofi.data.sampling import SnippetSpec, sample_snippets
 from lofi.data.video import VideoReadError, find_video_files, video_file
 from lofi.models.heads.base import SegmentTargets
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 
-logger = logging.getLogger(__name__)
-
-OnError = Literal["raise", "skip"]
 WindowKey = tuple[int, str]
 
 
@@ -75,12 +71,6 @@ def segment_fractions(segments: Sequence[Segment], duration_sec: float,
     fractions = torch.tensor([[a, b] for a, b, _ in kept], dtype=torch.float32).reshape(-1, 2)  # [N, 2]
     labels = torch.tensor([c for _, _, c in kept], dtype=torch.int64)  # [N]
     return fractions, labels
-
-
-def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """The generator of item ``index`` in ``epoch``: the same in every worker and process."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 class VideoWindowDataset(Dataset):
@@ -151,10 +141,8 @@ class VideoWindowDataset(Dataset):
                 clip = sample_snippets(path, spec, generator=generator, threads=self.threads)
                 frames, duration_sec = clip.frames, clip.info.duration_sec
         except VideoReadError as exc:
-            if self.on_error == "raise":
-                raise
-            logger.warning("skipping video %r: %s", video_id, exc)
-            self.skipped.append((video_id, str(exc)))
+            skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=video_id,
+                          what=f"video {video_id!r}")
             return None
         if generator is not None and bool(torch.rand((), generator=generator) < 0.5):
             frames = frames.flip(-1)  # horizontal flip; drawn after the crop in both paths
@@ -208,8 +196,7 @@ def collate_windows(items: Sequence[WindowItem | None]) -> WindowBatch | None:
         raise ValueError(f"cannot batch windows of different shapes {sorted(shapes)} (fidelities "
                          f"{sorted({item['fidelity'] for item in kept})}); use FidelityBatchSampler, which gives "
                          f"one fidelity per batch")
-    frames = torch.stack([item["frames"].permute(0, 1, 3, 4, 2) for item in kept])  # [B, L, F, S, S, 3]
-    return WindowBatch(frames=frames.permute(0, 1, 2, 5, 3, 4),  # [B, L, F, 3, S, S]
+    return WindowBatch(frames=stack_frames([item["frames"] for item in kept]),  # [B, L, F, 3, S, S]
                        targets=SegmentTargets(segments=[item["segments"] for item in kept],
                                               labels=[item["labels"] for item in kept]),
                        video_ids=[item["video_id"] for item in kept],
