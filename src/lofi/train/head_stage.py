@@ -104,8 +104,7 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
                                       num_replicas=context.world_size, grad_accum_steps=optim.grad_accum_steps)
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
-        outputs = net(batch["features"].to(context.device, non_blocking=True))
-        return head.loss(outputs, batch["targets"].to(context.device))
+        return head.loss(net(batch["features"]), batch["targets"])  # the trainer moved the batch to the device
 
     def on_epoch_end(epoch: int, trainer: Trainer) -> dict[str, float]:
         last = epoch + 1 == optim.epochs

@@ -80,8 +80,8 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
     optimizer = build_optimizer(model.parameters(), optim)
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
-        outputs = net(batch["frames"].to(context.device, non_blocking=True))  # raw head outputs
-        losses = model.loss(outputs, batch["targets"].to(context.device))
+        outputs = net(batch["frames"])  # raw head outputs; the trainer moved the batch to the device
+        losses = model.loss(outputs, batch["targets"])
         return {**losses, "num_snippets": torch.tensor(float(batch["frames"].shape[1]))}
 
     trainer = Trainer(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, optim), loss_fn=loss_fn,

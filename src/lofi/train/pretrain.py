@@ -85,8 +85,8 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
                                       num_replicas=context.world_size, grad_accum_steps=stage.optim.grad_accum_steps)
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
-        logits = net(batch["frames"].to(context.device, non_blocking=True))  # [B, C+1]
-        labels = batch["labels"].to(context.device)
+        logits = net(batch["frames"])  # [B, C+1]; the trainer moved the batch to the device
+        labels = batch["labels"]
         loss = F.cross_entropy(logits, labels)
         return {"loss": loss, "accuracy": (logits.argmax(dim=1) == labels).float().mean().detach()}
 
