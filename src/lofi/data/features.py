@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypedDict
 
@@ -21,6 +20,7 @@ from torch.utils.data import Dataset
 
 from lofi.data.annotations import AnnotationSet
 from lofi.data.windows import label_indices, segment_fractions
+from lofi.io import atomic_torch_save
 from lofi.models.heads.base import SegmentTargets
 
 FEATURE_SUFFIX = ".pt"
@@ -44,15 +44,7 @@ def write_features(path: str | os.PathLike, features: torch.Tensor, *, video_id:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: video {video_id!r}: meta must be JSON-serialisable ({exc})") from exc
     payload = {"features": features.detach().cpu().contiguous(), "video_id": video_id, "meta": meta_json}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(payload, path)
 
 
 def _read(path: Path) -> tuple[torch.Tensor, str, dict[str, Any]]:

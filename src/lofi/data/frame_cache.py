@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 
 from lofi.data.sampling import SnippetSpec, resized_size_px, sample_snippets_between
 from lofi.data.video import VideoReadError
+from lofi.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -153,20 +153,8 @@ class FrameCache:
 
     def _write(self, video_id: str, array: np.ndarray, meta: dict[str, Any]) -> None:
         frames_path, meta_path = self.entry_paths(video_id)
-        _atomic_write(frames_path, lambda f: np.save(f, array, allow_pickle=False))
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write ``path`` through a temp file in the same directory and ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(frames_path, lambda f: np.save(f, array, allow_pickle=False))
+        atomic_write(meta_path, lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
 
 
 def snippet_indices(cached_snippets: int, num_snippets: int) -> torch.Tensor:

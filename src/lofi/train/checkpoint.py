@@ -18,7 +18,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,14 +25,14 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from lofi.io import TMP_PREFIX, TMP_SUFFIX, atomic_torch_save, fsync_dir, temp_path
+
 __all__ = ["LATEST", "epoch_checkpoint_name", "atomic_save", "save_checkpoint", "load_checkpoint",
            "find_latest", "checkpoint_candidates", "remove_stale_temp_files", "capture_rng_state",
            "restore_rng_state", "check_weights_only_safe"]
 
 LATEST = "latest.pt"
 _EPOCH_RE = re.compile(r"^epoch_(\d+)\.pt$")
-_TMP_PREFIX = "."
-_TMP_SUFFIX = ".tmp"
 _PLAIN_LEAVES = (str, bytes, int, float, bool, complex, type(None), torch.Tensor, torch.Size, torch.dtype,
                  torch.device)
 
@@ -61,57 +60,14 @@ def check_weights_only_safe(obj: Any, where: str = "checkpoint") -> None:
                     f"weights_only checkpoint: convert it to tensors, numbers, strings, lists or dicts")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _file_mode() -> int:
-    """What ``open(path, "w")`` would give: 0o666 less the umask (mkstemp makes 0o600 files)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _temp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
-    os.close(fd)
-    try:
-        os.chmod(name, _file_mode())
-    except OSError:
-        pass
-    return Path(name)
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj, path)`` that never leaves a partial file at ``path``: temp file, fsync, ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_torch_save(obj, path)
 
 
 def _atomic_link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a copy of the complete file ``src`` (a hard link where possible), atomically."""
-    tmp = _temp_path(dst)
+    tmp = temp_path(dst)
     try:
         try:
             tmp.unlink()
@@ -124,7 +80,7 @@ def _atomic_link_or_copy(src: Path, dst: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def save_checkpoint(run_dir: str | os.PathLike, state: Mapping[str, Any], *,
@@ -178,7 +134,7 @@ def remove_stale_temp_files(run_dir: str | os.PathLike) -> list[Path]:
     if not run_dir.is_dir():
         return []
     stale = [p for p in run_dir.iterdir()
-             if p.name.startswith(_TMP_PREFIX) and p.name.endswith(_TMP_SUFFIX) and ".pt." in p.name]
+             if p.name.startswith(TMP_PREFIX) and p.name.endswith(TMP_SUFFIX) and ".pt." in p.name]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -21,6 +21,7 @@ from lofi.eval import evaluate_detection
 from lofi.eval.detection import DetectionResult, parse_tiou_thresholds
 from lofi.eval.plots import write_evaluation_plots
 from lofi.eval.report import detection_metrics_json, write_metrics_json
+from lofi.io import atomic_torch_save
 from lofi.models import create_head
 from lofi.postprocess import PostprocessConfig
 from lofi.train.builders import build_optimizer, build_scheduler
@@ -29,7 +30,7 @@ from lofi.train.distributed import barrier
 from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 from lofi.train.predict import finish_predictions, predict_features, write_raw
-from lofi.train.pretrain import _save_atomic, loop_config
+from lofi.train.pretrain import loop_config
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,6 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
     result, _ = evaluate_head(context, head, val_set, ground_truth=val_videos, out_dir=out if context.is_main else None,
                               plots=context.is_main)
     if context.is_main:
-        _save_atomic(head.state_dict(), head_path)
+        atomic_torch_save(head.state_dict(), head_path)
     barrier()
     return HeadStageResult(head_path=head_path, predictions_path=out / "predictions.json", result=result)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lofi.data.clips import ClipDataset, collate_clips
+from lofi.io import atomic_torch_save
 from lofi.models import create_encoder
 from lofi.models.classifier import ClipClassifier
 from lofi.models.encoders.checkpoints import load_encoder_weights
@@ -109,12 +110,6 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
 def save_encoder(context: RunContext, encoder: torch.nn.Module, path: Path) -> Path:
     """Write the encoder's weights (rank 0, atomically) where every process can read them next; returns ``path``."""
     if context.is_main:
-        _save_atomic(encoder.state_dict(), path)
+        atomic_torch_save(encoder.state_dict(), path)
     barrier()
     return path
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)

@@ -10,6 +10,7 @@ appears). Only rank 0 writes (the engine passes ``enabled=False`` elsewhere).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -19,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from lofi.io import atomic_write
 
 __all__ = ["MetricsLog", "Progress", "read_metrics", "plot_curves"]
 
@@ -117,18 +120,15 @@ class MetricsLog:
         return bool(new)
 
     def _rewrite_jsonl(self) -> None:
-        tmp = self.jsonl_path.with_name(f".{JSONL_NAME}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row) + "\n" for row in self._rows)
-        os.replace(tmp, self.jsonl_path)
+        text = "".join(json.dumps(row) + "\n" for row in self._rows)
+        atomic_write(self.jsonl_path, lambda f: f.write(text.encode("utf-8")))
 
     def _rewrite_csv(self) -> None:
-        tmp = self.csv_path.with_name(f".{CSV_NAME}.tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._columns, restval="")
-            writer.writeheader()
-            writer.writerows(self._rows)
-        os.replace(tmp, self.csv_path)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=self._columns, restval="")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write(self.csv_path, lambda f: f.write(buffer.getvalue().encode("utf-8")))
 
 
 class Progress:
