@@ -29,7 +29,7 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     _check_segments(a, "a")
     _check_segments(b, "b")
-    return _broadcast_iou(a[:, None, :], b[None, :, :])  # [N, M]
+    return broadcast_segment_iou(a[:, None, :], b[None, :, :])  # [N, M]
 
 
 def nms(segments: torch.Tensor, scores: torch.Tensor, *, iou_threshold: float,
@@ -54,7 +54,7 @@ def nms(segments: torch.Tensor, scores: torch.Tensor, *, iou_threshold: float,
     while remaining.numel() > 0 and len(kept) < limit:
         best, rest = remaining[0], remaining[1:]
         kept.append(best)
-        suppress = _broadcast_iou(seg[best], seg[rest]) > iou_threshold  # [R-1]
+        suppress = broadcast_segment_iou(seg[best], seg[rest]) > iou_threshold  # [R-1]
         if lab is not None:
             suppress &= lab[rest] == lab[best]
         remaining = rest[~suppress]
@@ -107,7 +107,7 @@ def _soft_nms_indices(segments: torch.Tensor, scores: torch.Tensor, *, method: S
         picked_scores.append(current[j])
         rest = torch.cat([alive[:j], alive[j + 1:]])  # [R-1]
         rest_scores = torch.cat([current[:j], current[j + 1:]])  # [R-1]
-        iou = _broadcast_iou(segments[best], segments[rest])  # [R-1]
+        iou = broadcast_segment_iou(segments[best], segments[rest])  # [R-1]
         if method == "gaussian":
             decay = torch.exp(-(iou * iou) / sigma)
         else:
@@ -235,8 +235,9 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
             for (s, e), p, c in zip(out_segments.tolist(), out_scores.tolist(), out_labels.tolist())]
 
 
-def _broadcast_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise IoU of broadcastable segment tensors ``[..., 2]`` -> ``[...]``; 0 where the union is empty."""
+def broadcast_segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise IoU of broadcastable segment tensors ``[..., 2]`` -> ``[...]``; 0 where the union is empty
+    (no input checks: the building block of :func:`segment_iou`, NMS and the proposal-map targets)."""
     inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
     union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
     return torch.where(union > 0, inter / union.where(union > 0, torch.ones_like(union)), torch.zeros_like(union))

@@ -34,6 +34,7 @@ from torch import nn
 
 from lofi.models.heads.base import SegmentTargets
 from lofi.models.heads.video_classifier import video_classification_loss
+from lofi.postprocess.nms import broadcast_segment_iou
 
 _EPS = 1e-6
 
@@ -160,11 +161,7 @@ def iou_with_segments(candidates: torch.Tensor, segments: torch.Tensor) -> torch
     """Max IoU of every candidate ``[..., 2]`` with any of ``segments`` ``[N, 2]`` -> ``[...]`` (0 when N = 0)."""
     if segments.shape[0] == 0:
         return candidates.new_zeros(candidates.shape[:-1])
-    a = candidates[..., None, :]  # [..., 1, 2]
-    inter = (torch.minimum(a[..., 1], segments[:, 1]) - torch.maximum(a[..., 0], segments[:, 0])).clamp_min(0)
-    union = (a[..., 1] - a[..., 0]) + (segments[:, 1] - segments[:, 0]) - inter  # [..., N]
-    iou = torch.where(union > 0, inter / union.clamp_min(_EPS), torch.zeros_like(union))  # [..., N]
-    return iou.amax(dim=-1)
+    return broadcast_segment_iou(candidates[..., None, :], segments).amax(dim=-1)  # [..., N] -> [...]
 
 
 def boundary_labels(segments: torch.Tensor, num_snippets: int, *,
