@@ -18,7 +18,7 @@ from lofi.postprocess.candidates import Candidates
 from lofi.postprocess.decoders.actionformer import decode_actionformer
 from lofi.postprocess.decoders.bmn import decode_bmn
 from lofi.postprocess.decoders.gtad import decode_gtad
-from lofi.postprocess.nms import FuseMode, PostprocessConfig, expand_to_video_classes, postprocess_video
+from lofi.postprocess.nms import FuseMode, PostprocessConfig, label_and_suppress
 
 #: The decoder of each registered head.
 DECODERS: dict[str, Callable[..., list[Candidates]]] = {
@@ -46,16 +46,16 @@ def window_detections(candidates: Candidates, *, window_start_sec: float, window
     """
     if not window_end_sec > window_start_sec:
         raise ValueError(f"window end {window_end_sec} must be after its start {window_start_sec}")
-    segments = candidates.to_seconds(window_start_sec=window_start_sec, window_end_sec=window_end_sec)  # [N, 2]
-    scores, labels = candidates.scores, candidates.labels  # [N], [N] or None
-    if labels is None:
+    segments = candidates.to_seconds(window_start_sec=window_start_sec,
+                                     window_end_sec=window_end_sec).to(torch.float64)  # [N, 2]
+    class_scores = None
+    if candidates.labels is None:
         if video_logits is None:
             raise ValueError("class-agnostic candidates (G-TAD, BMN) need the window's video_logits to be labelled")
         if video_logits.shape != (len(classes),):
             raise ValueError(f"video_logits: expected [{len(classes)}] (one per class), "
                              f"got {tuple(video_logits.shape)}")
-        segments, scores, labels = expand_to_video_classes(
-            segments, scores, torch.sigmoid(video_logits.to(scores.dtype)), top_k=min(video_top_k, len(classes)),
-            mode=fuse)
-    return postprocess_video(segments.to(torch.float64), scores.to(torch.float64), labels, config, classes=classes,
-                             duration_sec=duration_sec)
+        class_scores = torch.sigmoid(video_logits.to(torch.float64))  # [C]
+    return label_and_suppress(segments, candidates.scores.to(torch.float64), candidates.labels, config,
+                              classes=classes, video_class_scores=class_scores, video_top_k=video_top_k, fuse=fuse,
+                              duration_sec=duration_sec)

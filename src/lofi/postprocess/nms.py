@@ -235,6 +235,20 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
             for (s, e), p, c in zip(out_segments.tolist(), out_scores.tolist(), out_labels.tolist())]
 
 
+def label_and_suppress(segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor | None,
+                       config: PostprocessConfig, *, classes: Sequence[str],
+                       video_class_scores: torch.Tensor | None = None, video_top_k: int = 2,
+                       fuse: FuseMode = "multiply", duration_sec: float | None = None) -> list[Detection]:
+    """:func:`postprocess_video`, after giving class-agnostic candidates (``labels`` None: G-TAD, BMN proposals)
+    the video's ``video_top_k`` best classes from ``video_class_scores`` ``[C]`` (:func:`expand_to_video_classes`)."""
+    if labels is None:
+        if video_class_scores is None:
+            raise ValueError("class-agnostic candidates (G-TAD, BMN) need video-level class scores to be labelled")
+        segments, scores, labels = expand_to_video_classes(
+            segments, scores, video_class_scores, top_k=min(video_top_k, len(classes)), mode=fuse)
+    return postprocess_video(segments, scores, labels, config, classes=classes, duration_sec=duration_sec)
+
+
 def broadcast_segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Elementwise IoU of broadcastable segment tensors ``[..., 2]`` -> ``[...]``; 0 where the union is empty
     (no input checks: the building block of :func:`segment_iou`, NMS and the proposal-map targets)."""

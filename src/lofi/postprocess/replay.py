@@ -15,7 +15,7 @@ import torch
 
 from lofi.data.annotations import Detection
 from lofi.data.detection_table import DetectionTable
-from lofi.postprocess.nms import FuseMode, PostprocessConfig, expand_to_video_classes, postprocess_video
+from lofi.postprocess.nms import FuseMode, PostprocessConfig, label_and_suppress
 
 
 def postprocess_table(table: DetectionTable, config: PostprocessConfig, *,
@@ -41,13 +41,14 @@ def postprocess_table(table: DetectionTable, config: PostprocessConfig, *,
     for v, video_id in enumerate(table.video_ids):
         lo, hi = int(bounds[v]), int(bounds[v + 1])
         segments, scores, labels = segments_all[lo:hi], scores_all[lo:hi], labels_all[lo:hi]  # [n, 2], [n], [n]
+        per_class = None
         if video_scores is not None:
             if video_id not in video_scores:
                 raise ValueError(f"video scores: no scores for video {video_id!r}; give every video of the "
                                  f"predictions a score per class")
             per_class = torch.tensor([float(video_scores[video_id].get(c, 0.0)) for c in classes],
                                      dtype=torch.float64)  # [C]
-            segments, scores, labels = expand_to_video_classes(
-                segments, scores, per_class, top_k=min(video_top_k, len(classes)), mode=fuse)
-        out[video_id] = postprocess_video(segments, scores, labels, config, classes=classes)
+        out[video_id] = label_and_suppress(segments, scores, None if per_class is not None else labels, config,
+                                           classes=classes, video_class_scores=per_class, video_top_k=video_top_k,
+                                           fuse=fuse)
     return out
