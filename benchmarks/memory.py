@@ -1,19 +1,20 @@
 """Forward + backward memory of an encoder + head at several LoFi fidelities, measured by torch itself.
 
-    python benchmarks/memory.py [--encoder tsm_resnet18] [--head gtad] [--fidelities full temporal spatial
-                                 spatiotemporal] [--batch 1] [--frames-per-snippet 1]
-                                 [--levers none checkpoint bf16 checkpoint+bf16] [--device cpu|cuda]
+    python benchmarks/memory.py [--encoder tsm_resnet18] [--head gtad] [--fidelities full S T ST] [--batch 1]
+                                 [--frames-per-snippet 1] [--levers none checkpoint bf16 checkpoint+bf16]
+                                 [--device cpu|cuda]
 
 One training step (forward, loss, backward; no optimizer state) per fidelity, on random uint8 frames and one ground
-truth segment, after one warm-up step; a second step is timed, a third measured. On CPU, the peak is taken from the PyTorch profiler's own allocation records
+truth segment, after one warm-up step; a second step is timed, a third measured. On CPU, the peak is taken from the
+PyTorch profiler's own allocation records
 (``profile_memory=True``: every allocation and free of every op, in time order), so it counts tensors, not the
 allocator's cache or the process; on CUDA it is ``torch.cuda.max_memory_allocated``. Parameters and their gradients
 are listed apart; "step peak" is what the step adds on top of the parameters; "vs full" divides it by the first
 row's (full fidelity, first lever setting).
 
-The fidelities are the paper's mini-batch reductions, each about a quarter of the full 100 snippets x 224^2:
-temporal keeps the frame size and takes 25 snippets, spatial keeps 100 snippets at 112^2, spatio-temporal takes
-50 snippets at 160^2.
+The fidelities are the paper's mini-batch reductions (``lofi.train.fidelity.lofi_fidelities``), each about a
+quarter of the full 100 snippets x 224^2: T keeps the frame size and takes 25 snippets, S keeps 100 snippets at
+112^2, ST takes 50 snippets at 158^2.
 """
 
 from __future__ import annotations
@@ -21,27 +22,16 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from dataclasses import dataclass
 
 import torch
 
 from lofi.models import count_parameters, create_model
 from lofi.models.heads.base import SegmentTargets
+from lofi.train.fidelity import Fidelity, lofi_fidelities
 
 
-@dataclass(frozen=True)
-class Fidelity:
-    name: str
-    num_snippets: int
-    frame_size_px: int
-
-
-FIDELITIES = {
-    "full": Fidelity("full", 100, 224),
-    "temporal": Fidelity("temporal", 25, 224),
-    "spatial": Fidelity("spatial", 100, 112),
-    "spatiotemporal": Fidelity("spatiotemporal", 50, 160),
-}
+#: The paper's full fidelity and its quarter-size reductions, as stage 2 uses them (lofi.train.fidelity).
+FIDELITIES = lofi_fidelities(num_snippets=100, frame_size_px=224)  # full, S, T, ST
 
 
 def _step(model, frames: torch.Tensor, targets: SegmentTargets) -> None:
