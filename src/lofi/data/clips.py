@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Sequence, TypedDict
 
 import torch
-from torch.utils.data import Dataset
 
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
+from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
 from lofi.data.sampling import SnippetSpec, sample_snippets_between
-from lofi.data.video import VideoReadError, find_video_files, probe_video, video_file
-from lofi.data.dataset import OnError, item_generator, skip_or_raise, stack_frames
+from lofi.data.video import VideoReadError, find_video_files, probe_video
 from lofi.data.windows import label_indices
 
 logger = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def background_gaps(video: VideoAnnotation, duration_sec: float) -> list[tuple[f
     return [(a, b) for a, b in gaps if b > a]
 
 
-class ClipDataset(Dataset):
+class ClipDataset(VideoFileDataset):
     """Action and background clips of every video in ``annotations`` (see the module docstring for the rules).
 
     Items are :class:`ClipItem`: ``frames`` uint8 ``[T, F, 3, S, S]`` with ``T = num_snippets``,
@@ -135,13 +134,6 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def video_path(self, video_id: str) -> Path:
-        """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
-        return video_file(self._files, self.videos_dir, video_id)
 
     def __getitem__(self, index: int) -> ClipItem | None:
         clip = self.clips[index]

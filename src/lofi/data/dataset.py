@@ -68,7 +68,23 @@ class SnippetBatch(TypedDict):
     labels: list[torch.Tensor]  # B x [N_b] int64
 
 
-class SnippetDataset(Dataset):
+class VideoFileDataset(Dataset):
+    """What the datasets that decode video files share: ``videos_dir`` and its id -> file map ``_files``
+    (:func:`~lofi.data.video.find_video_files`), and the ``epoch`` their augmentation is seeded with."""
+
+    videos_dir: Path
+    _files: dict[str, Path]
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def video_path(self, video_id: str) -> Path:
+        """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
+        return video_file(self._files, self.videos_dir, video_id)
+
+
+class SnippetDataset(VideoFileDataset):
     """Snippets of every video in ``annotations``, read from files in ``videos_dir`` (matched by video id).
 
     Random crops are drawn from a generator seeded by ``(seed, epoch, index)``, so an item is the same whichever
@@ -94,13 +110,6 @@ class SnippetDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.video_ids)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def video_path(self, video_id: str) -> Path:
-        """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
-        return video_file(self._files, self.videos_dir, video_id)
 
     def __getitem__(self, index: int) -> SnippetItem | None:
         video_id = self.video_ids[index]

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence, TypedDict
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 
 from lofi.data.annotations import AnnotationSet, Segment
-from lofi.data.dataset import OnError, item_generator, skip_or_raise, stack_frames
+from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
 from lofi.data.frame_cache import FrameCache, resample
 from lofi.data.sampling import SnippetSpec, sample_snippets
-from lofi.data.video import VideoReadError, find_video_files, video_file
+from lofi.data.video import VideoReadError, find_video_files
 from lofi.models.heads.base import SegmentTargets
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 
@@ -73,7 +73,7 @@ def segment_fractions(segments: Sequence[Segment], duration_sec: float,
     return fractions, labels
 
 
-class VideoWindowDataset(Dataset):
+class VideoWindowDataset(VideoFileDataset):
     """Every video of ``annotations`` as one window, at any of ``fidelities`` (by name).
 
     ``dataset[(index, name)]`` (or ``dataset[index]`` when there is one fidelity) -> :class:`WindowItem` or None
@@ -114,13 +114,6 @@ class VideoWindowDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.video_ids)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def video_path(self, video_id: str) -> Path:
-        """The file of ``video_id``; raises :class:`VideoReadError` naming the id and directory if there is none."""
-        return video_file(self._files, self.videos_dir, video_id)
 
     def __getitem__(self, key: int | WindowKey) -> WindowItem | None:
         index, name = self._parse_key(key)
