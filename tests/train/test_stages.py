@@ -76,8 +76,12 @@ def test_three_stages_end_to_end(dataset, tmp_path):
     stage3 = run_head_stage(context, features_dir=features, out_dir=tmp_path / "head")
     head_losses = _epoch_losses(tmp_path / "head")
     assert head_losses[-1] < head_losses[0]
-    for name in ("raw_predictions.json", "video_scores.json", "predictions.json", "metrics.json", "head.pt"):
+    for name in ("raw_predictions.json", "predictions.json", "metrics.json", "head.pt"):
         assert (tmp_path / "head" / name).is_file(), name
+    # G-TAD labels each proposal from its per-snippet class scores: labelled raw candidates, no video scores
+    assert not (tmp_path / "head" / "video_scores.json").exists()
+    raw = json.loads((tmp_path / "head" / "raw_predictions.json").read_text())["results"]
+    assert {d["label"] for dets in raw.values() for d in dets} <= set(context.classes)
     metrics = json.loads((tmp_path / "head" / "metrics.json").read_text())
     assert 0.0 <= metrics["average_mAP"] <= 1.0 and metrics["average_mAP"] == pytest.approx(stage3.result.average_mAP)
     assert (tmp_path / "head" / "plots" / "map_vs_tiou.png").is_file()

@@ -52,7 +52,7 @@ def _expected_shapes(name: str, head: torch.nn.Module, t: int) -> dict[str, tupl
         p = sum(math.ceil(t / 2 ** level) for level in range(head.num_levels))
         return {"cls_logits": (B, p, C), "offsets": (B, p, 2), "points": (p, 4)}
     rows = head.max_duration_at(t) if isinstance(head, BMNHead) else t
-    return {"start": (B, t), "end": (B, t), "confidence": (B, 2, rows, t), "video_logits": (B, C)}
+    return {"start": (B, t), "end": (B, t), "confidence": (B, 2, rows, t), "snippet_logits": (B, C, t)}
 
 
 def _decode(name: str, head: torch.nn.Module, out: dict[str, torch.Tensor]):

@@ -21,19 +21,23 @@ def _targets() -> SegmentTargets:
                           labels=[torch.tensor([0, 2]), torch.zeros(0, dtype=torch.long)])
 
 
+@pytest.mark.parametrize("proposal_labels", ["snippet", "video"])
 @pytest.mark.parametrize("num_snippets,max_duration", [(16, None), (25, 10)])
-def test_forward_shapes_loss_and_gradients_reach_every_parameter_and_the_features(num_snippets, max_duration):
+def test_forward_shapes_loss_and_gradients_reach_every_parameter_and_the_features(num_snippets, max_duration,
+                                                                                   proposal_labels):
     torch.manual_seed(0)
-    head = BMNHead(in_dim=D, num_classes=C, num_snippets=num_snippets, max_duration=max_duration, **SMALL)
+    head = BMNHead(in_dim=D, num_classes=C, num_snippets=num_snippets, max_duration=max_duration,
+                   proposal_labels=proposal_labels, **SMALL)
     features = torch.randn(B, D, num_snippets, requires_grad=True)
     out = head(features)
     t, d = num_snippets, max_duration or num_snippets
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "start": (B, t), "end": (B, t), "confidence": (B, 2, d, t), "video_logits": (B, C)}
+        "start": (B, t), "end": (B, t), "confidence": (B, 2, d, t),
+        **({"snippet_logits": (B, C, t)} if proposal_labels == "snippet" else {"video_logits": (B, C)})}
     assert all(torch.isfinite(v).all() for v in out.values())
     assert (out["confidence"][:, :, ~head.valid_mask] == 0).all()
     losses = head.loss(out, _targets())
-    assert set(losses) == {"loss", "localization", "boundary", "map_cls", "map_reg", "video_cls"}
+    assert set(losses) == {"loss", "localization", "boundary", "map_cls", "map_reg", f"{proposal_labels}_cls"}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     losses["loss"].backward()
     missing = [n for n, p in head.named_parameters() if p.requires_grad and p.grad is None]
@@ -128,6 +132,7 @@ def test_max_duration_scales_with_the_window_length():
     assert torch.equal(valid, duration_start_valid_mask(25, 16)) and segments.shape == (16, 25, 2)
     assert (out["confidence"][:, :, ~valid] == 0).all()
     cands = decode_bmn(out, top_k=None, boundary_filter=False)[0]
-    assert len(cands) == int(valid.sum()) and (cands.segments[:, 1] - cands.segments[:, 0]).max() <= 16 / 25 + 1e-6
+    assert len(cands) == int(valid.sum()) * C  # one labelled candidate per cell and class
+    assert (cands.segments[:, 1] - cands.segments[:, 0]).max() <= 16 / 25 + 1e-6
     default = BMNHead(in_dim=D, num_classes=C, num_snippets=16, **SMALL)  # Dmax = T at every length
     assert default(torch.randn(1, D, 8))["confidence"].shape == (1, 2, 8, 8)

@@ -21,20 +21,22 @@ def _targets() -> SegmentTargets:
                           labels=[torch.tensor([0, 2]), torch.zeros(0, dtype=torch.long)])
 
 
+@pytest.mark.parametrize("proposal_labels", ["snippet", "video"])
 @pytest.mark.parametrize("num_snippets", [16, 25])
-def test_forward_shapes_loss_and_gradients_reach_every_parameter_and_the_features(num_snippets):
+def test_forward_shapes_loss_and_gradients_reach_every_parameter_and_the_features(num_snippets, proposal_labels):
     torch.manual_seed(0)
-    head = GTADHead(in_dim=D, num_classes=C, num_snippets=num_snippets, **SMALL)
+    head = GTADHead(in_dim=D, num_classes=C, num_snippets=num_snippets, proposal_labels=proposal_labels, **SMALL)
     features = torch.randn(B, D, num_snippets, requires_grad=True)
     out = head(features)
     t = num_snippets
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "start": (B, t), "end": (B, t), "confidence": (B, 2, t, t), "video_logits": (B, C)}
+        "start": (B, t), "end": (B, t), "confidence": (B, 2, t, t),
+        **({"snippet_logits": (B, C, t)} if proposal_labels == "snippet" else {"video_logits": (B, C)})}
     assert all(torch.isfinite(v).all() for v in out.values())
     assert (out["confidence"][:, :, ~head.valid_mask] == 0).all()
     assert 0 <= out["start"].min() and out["start"].max() <= 1
     losses = head.loss(out, _targets())
-    assert set(losses) == {"loss", "localization", "boundary", "map_cls", "map_reg", "video_cls"}
+    assert set(losses) == {"loss", "localization", "boundary", "map_cls", "map_reg", f"{proposal_labels}_cls"}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     losses["loss"].backward()
     missing = [n for n, p in head.named_parameters() if p.requires_grad and p.grad is None]
@@ -167,5 +169,5 @@ def test_max_duration_scales_with_the_window_length():
     assert out["confidence"][0, :, 1, 3].abs().sum() > 0 and (out["confidence"][0, :, 1, 4] == 0).all()
     # the decoder applies the same rule from the head's (max_duration, num_snippets)
     cands = decode_gtad(out, top_k=None, max_duration=6, num_snippets=16, boundary_filter=False)[0]
-    assert len(cands) == int(valid.sum())
+    assert len(cands) == int(valid.sum()) * C  # one labelled candidate per cell and class
     assert (cands.segments[:, 1] - cands.segments[:, 0]).max().item() == pytest.approx(3 / 8)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
-from lofi.models.heads.layers import MapGridMixin, confidence_map_head
+from lofi.models.heads.layers import ClassBranchMixin, MapGridMixin, ProposalLabels, confidence_map_head
 from lofi.models.heads.proposal_maps import (
     LengthCache,
     MapLossConfig,
@@ -27,7 +27,6 @@ from lofi.models.heads.proposal_maps import (
     map_head_loss,
     scaled_max_duration,
 )
-from lofi.models.heads.video_classifier import VideoClassifier
 
 
 def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, samples_per_bin: int = 3,
@@ -56,7 +55,7 @@ def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, sa
     return interpolation_matrix(positions, num_snippets), d * num_snippets + ts
 
 
-class BMNHead(MapGridMixin, TALHead):
+class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
     """BMN: base module, temporal evaluation module (start/end), proposal evaluation module (BM layer + 3-D/2-D convs).
 
     Outputs (batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and
@@ -85,7 +84,8 @@ class BMNHead(MapGridMixin, TALHead):
                  num_samples: int = 32, samples_per_bin: int = 3, context_ratio: float = 0.5,
                  video_hidden_dim: int = 256, boundary_region_snippets: float = 3.0, positive_iou: float = 0.9,
                  high_iou: float = 0.7, low_iou: float = 0.3, reg_weight: float = 10.0,
-                 video_weight: float = 1.0) -> None:
+                 video_weight: float = 1.0, proposal_labels: ProposalLabels = "snippet",
+                 class_hidden_dim: int = 256, snippet_weight: float = 1.0) -> None:
         super().__init__()
         if in_dim % groups or hidden_dim % groups:
             raise ValueError(f"BMNHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
@@ -100,7 +100,8 @@ class BMNHead(MapGridMixin, TALHead):
         self.in_dim = in_dim
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
-                                         reg_weight=reg_weight, video_weight=video_weight)
+                                         reg_weight=reg_weight, video_weight=video_weight,
+                                         snippet_weight=snippet_weight)
 
         self.base = nn.Sequential(
             nn.Conv1d(in_dim, hidden_dim, kernel_size=3, padding=1, groups=groups), nn.ReLU(inplace=True),
@@ -118,8 +119,8 @@ class BMNHead(MapGridMixin, TALHead):
                                                  cell_index=cell_index, map_shape=(max_duration, num_snippets),
                                                  build=partial(_bm_grid, **bm))
         self.proposal_2d = confidence_map_head(hidden_dim_3d, hidden_dim_2d)
-        self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
-                                                hidden_dim=video_hidden_dim)
+        self.build_class_branch(proposal_labels=proposal_labels, in_dim=hidden_dim, num_classes=num_classes,
+                                class_hidden_dim=class_hidden_dim, video_hidden_dim=video_hidden_dim)
         self.register_buffer("valid_mask", duration_start_valid_mask(num_snippets, max_duration),
                              persistent=False)  # [Dmax, T]
         self.register_buffer("candidate_segments", duration_start_segments(num_snippets, max_duration),
@@ -134,8 +135,7 @@ class BMNHead(MapGridMixin, TALHead):
         end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
         matched = self.boundary_matching(self.proposal_1d(base))  # [B, H, T] -> [B, H3, Dmax, T]
         confidence = torch.sigmoid(self.proposal_2d(matched)) * valid_mask  # [B, 2, Dmax, T]
-        video_logits = self.video_classifier(base)  # [B, C]
-        return {"start": start, "end": end, "confidence": confidence, "video_logits": video_logits}
+        return {"start": start, "end": end, "confidence": confidence, **self.class_outputs(base)}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + video_weight *

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets, TALHead
-from lofi.models.heads.layers import MapGridMixin, confidence_map_head
+from lofi.models.heads.layers import ClassBranchMixin, MapGridMixin, ProposalLabels, confidence_map_head
 from lofi.models.heads.proposal_maps import (
     LengthCache,
     MapLossConfig,
@@ -28,7 +28,6 @@ from lofi.models.heads.proposal_maps import (
     start_end_segments,
     start_end_valid_mask,
 )
-from lofi.models.heads.video_classifier import VideoClassifier
 
 
 def knn_indices(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -118,7 +117,7 @@ def sgalign_matrix(num_snippets: int, *, num_samples: int = 16, samples_per_bin:
     return matrix, ts * num_snippets + te
 
 
-class GTADHead(MapGridMixin, TALHead):
+class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     """G-TAD: GCNeXt backbone, start/end branches, SGAlign over every candidate and the matching head.
 
     Outputs (all float, batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T``
@@ -147,7 +146,9 @@ class GTADHead(MapGridMixin, TALHead):
                  stem_groups: int = 4, num_samples: int = 16, samples_per_bin: int = 0, context_ratio: float = 0.5,
                  max_duration: int | None = None, video_hidden_dim: int = 256,
                  boundary_region_snippets: float = 3.0, positive_iou: float = 0.9, high_iou: float = 0.7,
-                 low_iou: float = 0.3, reg_weight: float = 10.0, video_weight: float = 1.0) -> None:
+                 low_iou: float = 0.3, reg_weight: float = 10.0, video_weight: float = 1.0,
+                 proposal_labels: ProposalLabels = "snippet", class_hidden_dim: int = 256,
+                 snippet_weight: float = 1.0) -> None:
         super().__init__()
         if not 1 <= k <= num_snippets:
             raise ValueError(f"GTADHead: k={k} semantic neighbours need 1 <= k <= num_snippets={num_snippets}")
@@ -163,7 +164,8 @@ class GTADHead(MapGridMixin, TALHead):
         self.k = k
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
-                                         reg_weight=reg_weight, video_weight=video_weight)
+                                         reg_weight=reg_weight, video_weight=video_weight,
+                                         snippet_weight=snippet_weight)
         block = dict(channels=hidden_dim, k=k, groups=groups, width_per_group=width_per_group)
 
         self.stem = nn.Sequential(
@@ -180,8 +182,8 @@ class GTADHead(MapGridMixin, TALHead):
         self.align = ProposalSampler(in_dim=2 * hidden_dim, out_dim=align_dim, matrix=matrix, cell_index=cell_index,
                                      map_shape=(num_snippets, num_snippets), build=partial(_sgalign_grid, **sgalign))
         self.matching = confidence_map_head(align_dim, map_dim)
-        self.video_classifier = VideoClassifier(in_dim=hidden_dim, num_classes=num_classes,
-                                                hidden_dim=video_hidden_dim)
+        self.build_class_branch(proposal_labels=proposal_labels, in_dim=hidden_dim, num_classes=num_classes,
+                                class_hidden_dim=class_hidden_dim, video_hidden_dim=video_hidden_dim)
         self.register_buffer("valid_mask", start_end_valid_mask(num_snippets, max_duration=max_duration),
                              persistent=False)  # [T, T]
         self.register_buffer("candidate_segments", start_end_segments(num_snippets), persistent=False)  # [T, T, 2]
@@ -198,8 +200,7 @@ class GTADHead(MapGridMixin, TALHead):
         context = gather_neighbours(deep, knn_indices(deep, self.k)).mean(dim=-1)  # [B, H, T] semantic context
         aligned = self.align(torch.cat([deep, context], dim=1))  # [B, 2H, T] -> [B, A, T, T]
         confidence = torch.sigmoid(self.matching(aligned)) * valid_mask  # [B, 2, T, T]
-        video_logits = self.video_classifier(base)  # [B, C]
-        return {"start": start, "end": end, "confidence": confidence, "video_logits": video_logits}
+        return {"start": start, "end": end, "confidence": confidence, **self.class_outputs(base)}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = boundary + map_cls + reg_weight * map_reg + video_weight * video_cls (see

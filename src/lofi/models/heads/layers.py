@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from lofi.models.heads.proposal_maps import scaled_max_duration
+from lofi.models.heads.snippet_classifier import SnippetClassifier
+from lofi.models.heads.video_classifier import VideoClassifier
+
+#: How G-TAD and BMN label their proposals: ``"snippet"``, each proposal by the per-snippet class scores pooled over
+#: it (the default); ``"video"``, every proposal by the window's top classes (the ActivityNet recipe).
+ProposalLabels = Literal["snippet", "video"]
+PROPOSAL_LABELS: tuple[str, ...] = ("snippet", "video")
 
 
 def confidence_map_head(in_channels: int, hidden_channels: int) -> nn.Sequential:
@@ -46,3 +55,34 @@ class MapGridMixin:
     def _apply(self, fn, *args, **kwargs):
         self._grids.clear()  # type: ignore[attr-defined]  # rebuilt on the new device / dtype on next use
         return super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+
+
+class ClassBranchMixin:
+    """The class branch of G-TAD and BMN, chosen by ``proposal_labels`` (:data:`ProposalLabels`).
+
+    ``"snippet"`` builds ``snippet_classifier`` (:class:`SnippetClassifier`, output ``"snippet_logits"`` ``[B, C,
+    T]``, pooled over each proposal by the decoder: labelled candidates); ``"video"`` builds ``video_classifier``
+    (:class:`VideoClassifier`, output ``"video_logits"`` ``[B, C]``: class-agnostic candidates, classified with the
+    window's top classes after decoding).
+    """
+
+    proposal_labels: str
+
+    def build_class_branch(self, *, proposal_labels: str, in_dim: int, num_classes: int, class_hidden_dim: int,
+                           video_hidden_dim: int) -> None:
+        if proposal_labels not in PROPOSAL_LABELS:
+            raise ValueError(f"{type(self).__name__}: proposal_labels must be one of {', '.join(PROPOSAL_LABELS)}, "
+                             f"got {proposal_labels!r}")
+        self.proposal_labels = proposal_labels
+        if proposal_labels == "snippet":
+            self.snippet_classifier = SnippetClassifier(in_dim=in_dim, num_classes=num_classes,
+                                                        hidden_dim=class_hidden_dim)
+        else:
+            self.video_classifier = VideoClassifier(in_dim=in_dim, num_classes=num_classes,
+                                                    hidden_dim=video_hidden_dim)
+
+    def class_outputs(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``features [B, H, T]`` -> ``{"snippet_logits": [B, C, T]}`` or ``{"video_logits": [B, C]}``."""
+        if self.proposal_labels == "snippet":
+            return {"snippet_logits": self.snippet_classifier(features)}  # [B, C, T]
+        return {"video_logits": self.video_classifier(features)}  # [B, C]

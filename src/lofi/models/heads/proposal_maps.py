@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lofi.models.heads.base import SegmentTargets
+from lofi.models.heads.snippet_classifier import snippet_classification_loss
 from lofi.models.heads.video_classifier import video_classification_loss
 from lofi.postprocess.nms import broadcast_segment_iou
 
@@ -294,7 +295,8 @@ class MapLossConfig:
     ``boundary_region_snippets``: width of the region around a ground-truth boundary, in snippets (BMN: 3);
     ``positive_iou``: classification positives have IoU > this (BMN / G-TAD: 0.9); ``high_iou`` / ``low_iou``:
     the regression balancing sets (0.7 / 0.3); ``reg_weight``: weight of the regression loss (10);
-    ``video_weight``: weight of the window-level classification BCE.
+    ``video_weight``: weight of the window-level classification BCE (``video_logits``); ``snippet_weight``: weight
+    of the per-snippet classification BCE (``snippet_logits``).
     """
 
     boundary_region_snippets: float = 3.0
@@ -303,6 +305,7 @@ class MapLossConfig:
     low_iou: float = 0.3
     reg_weight: float = 10.0
     video_weight: float = 1.0
+    snippet_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.boundary_region_snippets > 0:
@@ -310,17 +313,19 @@ class MapLossConfig:
         if not 0 <= self.low_iou <= self.high_iou < 1 or not 0 <= self.positive_iou < 1:
             raise ValueError(f"IoU thresholds need 0 <= low_iou <= high_iou < 1 and 0 <= positive_iou < 1; got "
                              f"low_iou={self.low_iou}, high_iou={self.high_iou}, positive_iou={self.positive_iou}")
-        if self.reg_weight < 0 or self.video_weight < 0:
+        if min(self.reg_weight, self.video_weight, self.snippet_weight) < 0:
             raise ValueError(f"loss weights must be >= 0, got reg_weight={self.reg_weight}, "
-                             f"video_weight={self.video_weight}")
+                             f"video_weight={self.video_weight}, snippet_weight={self.snippet_weight}")
 
 
 def map_head_loss(outputs: dict[str, torch.Tensor], targets: SegmentTargets, *, candidates: torch.Tensor,
                   valid: torch.Tensor, config: MapLossConfig) -> dict[str, torch.Tensor]:
-    """Total loss of a G-TAD / BMN head from its raw outputs (``start``, ``end``, ``confidence``, ``video_logits``).
+    """Total loss of a G-TAD / BMN head from its raw outputs (``start``, ``end``, ``confidence``, and
+    ``snippet_logits`` and/or ``video_logits``).
 
     ``candidates`` ``[*map, 2]`` and ``valid`` ``[*map]`` describe the map layout. Returns ``"loss" =
-    localization + video_weight * video_cls`` and the parts (see :func:`proposal_map_losses`).
+    localization + snippet_weight * snippet_cls + video_weight * video_cls`` (each class term only when its output
+    is there) and the parts (see :func:`proposal_map_losses`).
     """
     start = outputs["start"]  # [B, T]
     if len(targets) != start.shape[0]:
@@ -330,8 +335,14 @@ def map_head_loss(outputs: dict[str, torch.Tensor], targets: SegmentTargets, *, 
     parts = proposal_map_losses(start=start, end=outputs["end"], confidence=outputs["confidence"], valid=valid,
                                 targets=maps, positive_iou=config.positive_iou, high_iou=config.high_iou,
                                 low_iou=config.low_iou, reg_weight=config.reg_weight)
-    video = video_classification_loss(outputs["video_logits"], targets)
-    return {"loss": parts["localization"] + config.video_weight * video, **parts, "video_cls": video}
+    total = parts["localization"]
+    if "snippet_logits" in outputs:
+        parts["snippet_cls"] = snippet_classification_loss(outputs["snippet_logits"], targets)
+        total = total + config.snippet_weight * parts["snippet_cls"]
+    if "video_logits" in outputs:
+        parts["video_cls"] = video_classification_loss(outputs["video_logits"], targets)
+        total = total + config.video_weight * parts["video_cls"]
+    return {"loss": total, **parts}
 
 
 # ---------------------------------------------------------------------------------------------------------------
