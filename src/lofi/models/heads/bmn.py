@@ -85,7 +85,7 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
                  video_hidden_dim: int = 256, boundary_region_snippets: float = 3.0, positive_iou: float = 0.9,
                  high_iou: float = 0.7, low_iou: float = 0.3, reg_weight: float = 10.0,
                  video_weight: float = 1.0, proposal_labels: ProposalLabels = "snippet",
-                 class_hidden_dim: int = 256, snippet_weight: float = 1.0) -> None:
+                 class_hidden_dim: int = 256, snippet_weight: float = 1.0, best_match: bool = True) -> None:
         super().__init__()
         if in_dim % groups or hidden_dim % groups:
             raise ValueError(f"BMNHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
@@ -101,7 +101,7 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
                                          reg_weight=reg_weight, video_weight=video_weight,
-                                         snippet_weight=snippet_weight)
+                                         snippet_weight=snippet_weight, best_match=best_match)
 
         self.base = nn.Sequential(
             nn.Conv1d(in_dim, hidden_dim, kernel_size=3, padding=1, groups=groups), nn.ReLU(inplace=True),

@@ -148,7 +148,7 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
                  boundary_region_snippets: float = 3.0, positive_iou: float = 0.9, high_iou: float = 0.7,
                  low_iou: float = 0.3, reg_weight: float = 10.0, video_weight: float = 1.0,
                  proposal_labels: ProposalLabels = "snippet", class_hidden_dim: int = 256,
-                 snippet_weight: float = 1.0) -> None:
+                 snippet_weight: float = 1.0, best_match: bool = True) -> None:
         super().__init__()
         if not 1 <= k <= num_snippets:
             raise ValueError(f"GTADHead: k={k} semantic neighbours need 1 <= k <= num_snippets={num_snippets}")
@@ -165,7 +165,7 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
                                          reg_weight=reg_weight, video_weight=video_weight,
-                                         snippet_weight=snippet_weight)
+                                         snippet_weight=snippet_weight, best_match=best_match)
         block = dict(channels=hidden_dim, k=k, groups=groups, width_per_group=width_per_group)
 
         self.stem = nn.Sequential(

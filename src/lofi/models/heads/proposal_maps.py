@@ -144,12 +144,15 @@ class ProposalTargets:
 
     ``start``, ``end`` ``[B, T]`` in [0, 1] (the fraction of a boundary anchor covered by a ground-truth boundary
     region; positives are ``> 0.5``); ``iou`` ``[B, *map]`` the max IoU of each candidate with any ground-truth
-    segment (0 for windows without one).
+    segment (0 for windows without one); ``best`` ``[B, *map]`` bool, True at each ground-truth segment's
+    best-matching valid candidate(s) (the highest IoU with it, ties included; none for a segment no valid candidate
+    overlaps).
     """
 
     start: torch.Tensor
     end: torch.Tensor
     iou: torch.Tensor
+    best: torch.Tensor
 
 
 def clip_segments(segments: torch.Tensor) -> torch.Tensor:
@@ -163,6 +166,19 @@ def iou_with_segments(candidates: torch.Tensor, segments: torch.Tensor) -> torch
     if segments.shape[0] == 0:
         return candidates.new_zeros(candidates.shape[:-1])
     return broadcast_segment_iou(candidates[..., None, :], segments).amax(dim=-1)  # [..., N] -> [...]
+
+
+def best_matches(candidates: torch.Tensor, segments: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``[...]`` bool: the valid candidates ``[..., 2]`` with the highest IoU with some segment of ``segments``
+    ``[N, 2]`` (ties included; segments that overlap no valid candidate have none). All False when N = 0."""
+    if segments.shape[0] == 0:
+        return torch.zeros(candidates.shape[:-1], dtype=torch.bool, device=candidates.device)
+    iou = broadcast_segment_iou(candidates[..., None, :], segments)  # [..., N]
+    if valid is not None:
+        iou = iou * valid[..., None].to(iou.dtype)
+    flat = iou.reshape(-1, iou.shape[-1])  # [cells, N]
+    top = flat.amax(dim=0, keepdim=True)  # [1, N]
+    return ((flat == top) & (top > 0)).any(dim=1).view(candidates.shape[:-1])
 
 
 def boundary_labels(segments: torch.Tensor, num_snippets: int, *,
@@ -189,18 +205,21 @@ def boundary_labels(segments: torch.Tensor, num_snippets: int, *,
 
 
 def proposal_targets(targets: SegmentTargets, *, candidates: torch.Tensor, num_snippets: int,
-                     region_snippets: float = 3.0) -> ProposalTargets:
-    """Targets of a batch for candidates ``[*map, 2]`` (e.g. :func:`start_end_segments`) -> :class:`ProposalTargets`."""
-    starts, ends, ious = [], [], []
+                     region_snippets: float = 3.0, valid: torch.Tensor | None = None) -> ProposalTargets:
+    """Targets of a batch for candidates ``[*map, 2]`` (e.g. :func:`start_end_segments`; ``valid`` ``[*map]``, the
+    cells that are candidates, default all) -> :class:`ProposalTargets`."""
+    starts, ends, ious, bests = [], [], [], []
     for segments in targets.segments:
         gt = clip_segments(segments.to(candidates.device))  # [N, 2]
         start, end = boundary_labels(gt, num_snippets, region_snippets=region_snippets)  # [T], [T]
         starts.append(start)
         ends.append(end)
         ious.append(iou_with_segments(candidates, gt))  # [*map]
+        bests.append(best_matches(candidates, gt, valid))  # [*map]
     if not starts:
         raise ValueError("proposal_targets: empty batch (no windows in targets)")
-    return ProposalTargets(start=torch.stack(starts), end=torch.stack(ends), iou=torch.stack(ious))
+    return ProposalTargets(start=torch.stack(starts), end=torch.stack(ends), iou=torch.stack(ious),
+                           best=torch.stack(bests))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -247,17 +266,23 @@ def balanced_l2(probs: torch.Tensor, iou: torch.Tensor, valid: torch.Tensor, *, 
 
 def proposal_map_losses(*, start: torch.Tensor, end: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
                         targets: ProposalTargets, positive_iou: float = 0.9, high_iou: float = 0.7,
-                        low_iou: float = 0.3, reg_weight: float = 10.0) -> dict[str, torch.Tensor]:
+                        low_iou: float = 0.3, reg_weight: float = 10.0,
+                        best_match: bool = True) -> dict[str, torch.Tensor]:
     """The G-TAD / BMN localisation losses from probabilities.
 
     ``start``, ``end`` ``[B, T]``; ``confidence`` ``[B, 2, *map]`` (channel 0 classification, channel 1
     regression); ``valid`` ``[*map]`` bool. Returns ``"boundary"`` (balanced BCE on start + on end, positives
-    label > 0.5), ``"map_cls"`` (balanced BCE, positives IoU > ``positive_iou``), ``"map_reg"``
-    (:func:`balanced_l2`) and their total ``"localization" = boundary + map_cls + reg_weight * map_reg``.
+    label > 0.5), ``"map_cls"`` (balanced BCE, positives IoU > ``positive_iou``, and with ``best_match`` each
+    ground truth's best-matching cells too, so that a segment no cell of the grid matches that closely still has
+    a positive), ``"map_reg"`` (:func:`balanced_l2`) and their total ``"localization" = boundary + map_cls +
+    reg_weight * map_reg``.
     """
     boundary = balanced_bce(start, targets.start > 0.5) + balanced_bce(end, targets.end > 0.5)
     mask = valid.expand_as(targets.iou)  # [B, *map]
-    map_cls = balanced_bce(confidence[:, 0], targets.iou > positive_iou, mask)
+    positive = targets.iou > positive_iou  # [B, *map]
+    if best_match:
+        positive = positive | targets.best
+    map_cls = balanced_bce(confidence[:, 0], positive, mask)
     map_reg = balanced_l2(confidence[:, 1], targets.iou, mask, high_iou=high_iou, low_iou=low_iou)
     return {"localization": boundary + map_cls + reg_weight * map_reg, "boundary": boundary, "map_cls": map_cls,
             "map_reg": map_reg}
@@ -296,7 +321,8 @@ class MapLossConfig:
     ``positive_iou``: classification positives have IoU > this (BMN / G-TAD: 0.9); ``high_iou`` / ``low_iou``:
     the regression balancing sets (0.7 / 0.3); ``reg_weight``: weight of the regression loss (10);
     ``video_weight``: weight of the window-level classification BCE (``video_logits``); ``snippet_weight``: weight
-    of the per-snippet classification BCE (``snippet_logits``).
+    of the per-snippet classification BCE (``snippet_logits``); ``best_match``: each ground truth's best-matching
+    cell is a classification positive too (see :func:`proposal_map_losses`).
     """
 
     boundary_region_snippets: float = 3.0
@@ -306,6 +332,7 @@ class MapLossConfig:
     reg_weight: float = 10.0
     video_weight: float = 1.0
     snippet_weight: float = 1.0
+    best_match: bool = True
 
     def __post_init__(self) -> None:
         if not self.boundary_region_snippets > 0:
@@ -331,10 +358,10 @@ def map_head_loss(outputs: dict[str, torch.Tensor], targets: SegmentTargets, *, 
     if len(targets) != start.shape[0]:
         raise ValueError(f"loss: {start.shape[0]} windows in the outputs but {len(targets)} in the targets")
     maps = proposal_targets(targets, candidates=candidates, num_snippets=start.shape[1],
-                            region_snippets=config.boundary_region_snippets)
+                            region_snippets=config.boundary_region_snippets, valid=valid)
     parts = proposal_map_losses(start=start, end=outputs["end"], confidence=outputs["confidence"], valid=valid,
                                 targets=maps, positive_iou=config.positive_iou, high_iou=config.high_iou,
-                                low_iou=config.low_iou, reg_weight=config.reg_weight)
+                                low_iou=config.low_iou, reg_weight=config.reg_weight, best_match=config.best_match)
     total = parts["localization"]
     if "snippet_logits" in outputs:
         parts["snippet_cls"] = snippet_classification_loss(outputs["snippet_logits"], targets)
