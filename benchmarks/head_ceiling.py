@@ -1,6 +1,6 @@
 """The head ceiling: every registered head, trained by stage 3 on ideal features, should detect nearly everything.
 
-    python benchmarks/head_ceiling.py [--heads gtad bmn actionformer] [--settings demo dense] [--epochs 30]
+    python benchmarks/head_ceiling.py [--heads gtad bmn actionformer] [--settings demo dense] [--dim 32]
                                       [-o KEY=VALUE ...] [--out DIR] [--seed 0]
 
 For each data setting, a synthetic dataset is planned (annotations only, no video is rendered:

@@ -13,7 +13,8 @@ class Candidates:
 
     ``segments`` ``[N, 2]`` float, start and end as fractions of the window (as in
     :class:`lofi.models.heads.base.SegmentTargets`); ``scores`` ``[N]``; ``labels`` ``[N]`` long class indices, or
-    None for class-agnostic proposals (G-TAD and BMN, classified afterwards with video-level scores).
+    None for class-agnostic proposals (G-TAD and BMN with ``proposal_labels="video"``, classified afterwards with
+    video-level scores).
     """
 
     segments: torch.Tensor

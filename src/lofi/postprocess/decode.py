@@ -2,8 +2,9 @@
 
 ``decode_outputs(head_name, outputs)`` picks the head's decoder (:mod:`lofi.postprocess.decoders`) and returns one
 :class:`Candidates` per window; ``window_detections`` places a window's candidates in the video's time line and
-runs :func:`postprocess_video`. Class-agnostic candidates (G-TAD, BMN) take the video's top classes from
-``video_logits`` (sigmoid scores), the ActivityNet recipe; labelled candidates (ActionFormer) keep their labels.
+runs :func:`postprocess_video`. Class-agnostic candidates (G-TAD, BMN with ``proposal_labels="video"``) take the
+video's top classes from ``video_logits`` (sigmoid scores), the ActivityNet recipe; labelled candidates
+(ActionFormer; G-TAD and BMN by default, from their per-snippet class scores) keep their labels.
 Both are pure functions of saved raw outputs.
 """
 
@@ -51,7 +52,8 @@ def window_detections(candidates: Candidates, *, window_start_sec: float, window
     class_scores = None
     if candidates.labels is None:
         if video_logits is None:
-            raise ValueError("class-agnostic candidates (G-TAD, BMN) need the window's video_logits to be labelled")
+            raise ValueError("class-agnostic candidates (G-TAD, BMN with proposal_labels='video') need the window's "
+                             "video_logits to be labelled")
         if video_logits.shape != (len(classes),):
             raise ValueError(f"video_logits: expected [{len(classes)}] (one per class), "
                              f"got {tuple(video_logits.shape)}")

@@ -1,8 +1,8 @@
 """Stage 3's second half: a fresh head trained on frozen full-fidelity features, then evaluated.
 
 The head is built at the full snippet count and trained on the training subset's feature files. Its raw outputs on
-the evaluation subset are decoded and saved (``raw_predictions.json``, and ``video_scores.json`` for the
-class-agnostic G-TAD and BMN), suppressed into ``predictions.json`` and scored with the ActivityNet mAP
+the evaluation subset are decoded and saved (``raw_predictions.json``, and ``video_scores.json`` for class-agnostic
+proposals: G-TAD and BMN with ``proposal_labels="video"``), suppressed into ``predictions.json`` and scored with the ActivityNet mAP
 (``metrics.json``, as ``lofi evaluate`` writes it, and its pictures).
 """
 

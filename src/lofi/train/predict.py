@@ -1,7 +1,8 @@
 """A trained head's raw outputs -> saved raw candidates -> detections -> metrics; every step replayable.
 
-``collect_candidates`` decodes raw outputs window by window into candidates in seconds (class-agnostic proposals
-for G-TAD and BMN, with the windows' video-level class scores; labelled candidates for ActionFormer).
+``collect_candidates`` decodes raw outputs window by window into candidates in seconds (labelled candidates for
+ActionFormer, and for G-TAD and BMN with their default ``proposal_labels="snippet"``; class-agnostic proposals with
+the windows' video-level class scores for G-TAD and BMN with ``proposal_labels="video"``).
 ``write_raw`` saves them as ActivityNet results files (``raw_predictions.json`` and, for proposals,
 ``video_scores.json``) so that ``lofi postprocess`` can redo the suppression with other settings, without the
 model; ``finish_predictions`` does that suppression here.
