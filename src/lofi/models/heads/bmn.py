@@ -2,7 +2,8 @@
 
 Features ``[B, D, T]`` -> ``start``/``end`` probabilities ``[B, T]``, a duration-start ``confidence`` map
 ``[B, 2, Dmax, T]`` (channel 0 classification, channel 1 regressed IoU; probabilities, 0 off the grid) and
-window-level ``video_logits``. Cell ``[d, ts]`` is the proposal ``[ts/T, (ts+d+1)/T]`` (see
+per-snippet class logits ``snippet_logits`` ``[B, C, T]`` (window-level ``video_logits`` with
+``proposal_labels="video"``). Cell ``[d, ts]`` is the proposal ``[ts/T, (ts+d+1)/T]`` (see
 :mod:`lofi.models.heads.proposal_maps`).
 """
 
@@ -60,7 +61,8 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
 
     Outputs (batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and
     ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, Dmax, T]`` probabilities indexed ``[d, ts]`` (channel 0
-    classification, 1 regression; 0 where ``ts + d >= T``); ``"video_logits"`` ``[B, num_classes]``. The
+    classification, 1 regression; 0 where ``ts + d >= T``); ``"snippet_logits"`` ``[B, num_classes, T]``, or
+    ``"video_logits"`` ``[B, num_classes]`` with ``proposal_labels="video"``. The
     valid-cell mask is the buffer ``valid_mask`` ``[Dmax, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it
     at any ``T``).
 
@@ -76,7 +78,8 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
     Options: ``hidden_dim`` (1-D width, BMN 256), ``hidden_dim_3d`` (after the BM layer's ``(N,1,1)`` conv, BMN
     512), ``hidden_dim_2d`` (BMN 128), ``groups`` (grouped 1-D convs, BMN 4), ``max_duration`` (``Dmax`` in
     snippets at ``num_snippets``; default ``num_snippets``), ``num_samples``/``samples_per_bin``/``context_ratio``
-    (BM layer, see :func:`bm_matrix`), ``video_hidden_dim``, and the loss options of :class:`MapLossConfig`.
+    (BM layer, see :func:`bm_matrix`), ``proposal_labels`` (``"snippet"`` or ``"video"``), ``class_hidden_dim`` /
+    ``video_hidden_dim`` (the width of that class branch), and the loss options of :class:`MapLossConfig`.
     """
 
     def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
@@ -138,8 +141,8 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
         return {"start": start, "end": end, "confidence": confidence, **self.class_outputs(base)}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
-        """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + video_weight *
-        video_cls (see :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
+        """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + snippet_weight *
+        snippet_cls (or video_weight * video_cls) (see :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
         valid_mask, candidates = self.map_grid(outputs["start"].shape[1])
         check_confidence_map(outputs["confidence"], valid_mask.shape, "BMNHead")
         return map_head_loss(outputs, targets, candidates=candidates, valid=valid_mask, config=self.loss_config)

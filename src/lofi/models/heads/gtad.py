@@ -2,7 +2,8 @@
 
 Features ``[B, D, T]`` -> ``start``/``end`` probabilities ``[B, T]``, a start-end ``confidence`` map
 ``[B, 2, T, T]`` (channel 0: classification confidence, channel 1: regressed IoU; probabilities, 0 on cells that
-are not candidates) and window-level ``video_logits`` ``[B, num_classes]``. Grid and target conventions are in
+are not candidates) and per-snippet class logits ``snippet_logits`` ``[B, num_classes, T]`` (window-level
+``video_logits`` ``[B, num_classes]`` instead with ``proposal_labels="video"``). Grid and target conventions are in
 :mod:`lofi.models.heads.proposal_maps`: cell ``[ts, te]`` is the proposal ``[ts/T, (te+1)/T]``.
 """
 
@@ -123,7 +124,9 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     Outputs (all float, batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T``
     (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, T, T]`` probabilities indexed ``[ts, te]``
     (channel 0 classification, 1 regression; 0 where ``te < ts`` or the duration exceeds ``max_duration``);
-    ``"video_logits"`` ``[B, num_classes]`` (multi-label logits). The valid-cell mask is the buffer
+    ``"snippet_logits"`` ``[B, num_classes, T]`` (multi-label logits per snippet), or ``"video_logits"`` ``[B,
+    num_classes]`` with ``proposal_labels="video"`` (:class:`~lofi.models.heads.layers.ClassBranchMixin`). The
+    valid-cell mask is the buffer
     ``valid_mask`` ``[T, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it at any ``T``).
 
     Any length: ``forward`` takes features of any ``T >= k``; the weights do not depend on ``T``. ``num_snippets``
@@ -138,7 +141,8 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     (2-D width, G-TAD 128), ``k`` (semantic neighbours), ``groups``/``width_per_group`` (GCNeXt paths),
     ``stem_groups`` (grouped input conv), ``num_samples``/``samples_per_bin``/``context_ratio`` (SGAlign, see
     :func:`sgalign_matrix`), ``max_duration`` (longest candidate, in snippets at ``num_snippets``; default None:
-    no limit), ``video_hidden_dim``, and the loss options of :class:`MapLossConfig`.
+    no limit), ``proposal_labels`` (``"snippet"`` or ``"video"``), ``class_hidden_dim`` / ``video_hidden_dim`` (the
+    width of that class branch), and the loss options of :class:`MapLossConfig`.
     """
 
     def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
@@ -203,7 +207,8 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
         return {"start": start, "end": end, "confidence": confidence, **self.class_outputs(base)}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
-        """``"loss"`` = boundary + map_cls + reg_weight * map_reg + video_weight * video_cls (see
+        """``"loss"`` = boundary + map_cls + reg_weight * map_reg + snippet_weight * snippet_cls (or video_weight *
+        video_cls) (see
         :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
         t = outputs["start"].shape[1]
         valid_mask, candidates = self.map_grid(t)

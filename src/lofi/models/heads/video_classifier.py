@@ -1,8 +1,9 @@
 """A small window-level classification branch: which classes occur in the window (multi-label).
 
-G-TAD and BMN produce class-agnostic proposals; this branch's scores classify them afterwards
-(:func:`lofi.postprocess.nms.expand_to_video_classes`), the ActivityNet practice of fusing proposals with
-video-level classification.
+With ``proposal_labels="video"``, G-TAD and BMN produce class-agnostic proposals and this branch's scores classify
+them afterwards (:func:`lofi.postprocess.nms.expand_to_video_classes`), the ActivityNet practice of fusing proposals
+with video-level classification. By default they label each proposal from per-snippet class scores instead
+(:mod:`lofi.models.heads.snippet_classifier`).
 """
 
 from __future__ import annotations
