@@ -32,6 +32,8 @@ class ModelEntry:
 _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("tsm_resnet18", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet18",
                "TSM-ResNet18: 2-D ResNet18, residual temporal shift (1/8 channels each way); the paper's encoder"),
+    ModelEntry("tsm_resnet18_slim", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet18_slim",
+               "TSM-ResNet18 at 1/4 width (D = 128), for CPUs: the synthetic demo's encoder"),
     ModelEntry("tsm_resnet34", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet34",
                "TSM-ResNet34"),
     ModelEntry("tsm_resnet50", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet50",

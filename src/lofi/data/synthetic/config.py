@@ -34,6 +34,7 @@ class SyntheticConfig:
     motion_amplitude_frac: float = 0.1  # class motion amplitude, as a fraction of the short side
     motion_period_sec: float = 1.2  # one cycle of a class motion pattern (scaled 0.8-1.25x per instance)
     shape_cue: bool = False  # if True the actor also changes shape in the middle phase (reveals class per frame)
+    shape_cue_aspect: float = 2.2  # axis ratio the actor stretches to in the middle phase, with shape_cue
     # scene
     num_distractors: tuple[int, int] = (3, 6)
     object_radius_frac: tuple[float, float] = (0.055, 0.085)  # of the short side

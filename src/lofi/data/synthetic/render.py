@@ -117,9 +117,11 @@ def simulate_scene(rng: np.random.Generator, plan: VideoPlan, config: SyntheticC
         xy[lo:hi, actor, 1] += envelope * motion.dy * inst.amplitude_px
         radii[lo:hi, actor] *= 1.0 + envelope * (motion.radius_scale - 1.0)
         angle[lo:hi, actor] += envelope * motion.spin_rad
-        if config.shape_cue:  # an optional pose cue: a class-specific elongation
-            aspect[lo:hi, actor] = 1.0 + 0.6 * envelope * (1 + class_index[inst.label] % 3) / 3
-            angle[lo:hi, actor] += np.pi * class_index[inst.label] / len(MOTION_PATTERNS)
+        if config.shape_cue:  # a pose cue: the actor stretches into an ellipse with a class-specific orientation
+            target = np.pi * class_index[inst.label] / config.num_classes  # world-fixed axis, one per class
+            turn = np.mod(target - angle[lo:hi, actor] + np.pi / 2, np.pi) - np.pi / 2  # shortest turn (mod pi)
+            aspect[lo:hi, actor] = 1.0 + (config.shape_cue_aspect - 1.0) * envelope
+            angle[lo:hi, actor] += envelope * turn
     return SceneTrack(xy=xy, radius=radii, angle=angle, aspect=aspect, colors=colors, actor_index=actor)
 
 

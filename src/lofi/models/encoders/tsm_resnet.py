@@ -28,10 +28,12 @@ class TSMResNet(LeveredEncoder):
     or 2048 (50). Each frame is pooled globally, then the ``F`` frames of a snippet are averaged.
 
     ``shift_div``: the shifted fraction each way (8 = 1/8 forward + 1/8 backward; 0 = no shift, a plain per-frame
-    ResNet). ``F = 1`` means no shift. Memory levers: see :class:`~lofi.models.encoders.levers.LeveredEncoder`.
+    ResNet). ``F = 1`` means no shift. ``width``: channel multiplier of every stage (1.0 = torchvision's ResNet,
+    whose checkpoints load; 0.25 = 16-32-64-128 channels, about 1/14 of the compute, for CPUs). Memory levers: see
+    :class:`~lofi.models.encoders.levers.LeveredEncoder`.
     """
 
-    def __init__(self, *, depth: int = 18, shift_div: int = 8, checkpoint_stages: bool = False,
+    def __init__(self, *, depth: int = 18, shift_div: int = 8, width: float = 1.0, checkpoint_stages: bool = False,
                  channels_last: bool = False, autocast: AutocastMode | None = None, frozen_bn: bool = False,
                  frozen_stages: int = 0) -> None:
         super().__init__(checkpoint_stages=checkpoint_stages, channels_last=channels_last, autocast=autocast,
@@ -41,16 +43,21 @@ class TSMResNet(LeveredEncoder):
         if shift_div != 0 and shift_div < 2:
             raise ValueError(f"shift_div must be 0 (no shift) or >= 2 (1/shift_div of the channels each way), "
                              f"got {shift_div!r}")
+        if not 0 < width <= 4 or int(round(16 * width)) != 16 * width:
+            raise ValueError(f"TSMResNet width must be a multiple of 1/16 in (0, 4], got {width!r}")
         block, counts = _ARCHS[depth]
         self.depth = depth
         self.shift_div = shift_div
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.width = width
+        stem_channels = int(64 * width)
+        self.conv1 = nn.Conv2d(3, stem_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        in_channels = 64
+        in_channels = stem_channels
         layers = []
-        for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
+        for stage, (planes, count) in enumerate(zip((int(64 * width), int(128 * width), int(256 * width),
+                                                     int(512 * width)), counts)):
             blocks = []
             for i in range(count):
                 stride = 2 if stage > 0 and i == 0 else 1
@@ -66,7 +73,7 @@ class TSMResNet(LeveredEncoder):
         return [[self.conv1, self.bn1], [self.layer1], [self.layer2], [self.layer3], [self.layer4]]
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [N, 3, H, W] -> [N, 64, H/4, W/4]
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [N, 3, H, W] -> [N, 64 * width, H/4, W/4]
 
     @staticmethod
     def _layer(blocks: nn.ModuleList, num_frames: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -93,6 +100,12 @@ class TSMResNet(LeveredEncoder):
 def tsm_resnet18(**options: Any) -> TSMResNet:
     """TSM-ResNet18 (D = 512, 11.18M parameters); ``options`` are :class:`TSMResNet`'s keywords."""
     return TSMResNet(depth=18, **options)
+
+
+def tsm_resnet18_slim(**options: Any) -> TSMResNet:
+    """TSM-ResNet18 at a quarter of the width (16-32-64-128 channels, D = 128, 0.70M parameters): the CPU encoder
+    of the synthetic demo; ``options`` are :class:`TSMResNet`'s keywords."""
+    return TSMResNet(depth=18, **{"width": 0.25, **options})
 
 
 def tsm_resnet34(**options: Any) -> TSMResNet:
