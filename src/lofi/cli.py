@@ -21,14 +21,23 @@ def _positive_int(text: str) -> int:
 def _synthetic_config(args: argparse.Namespace):
     from lofi.data.synthetic import SyntheticConfig
 
-    return SyntheticConfig(
-        num_videos=args.videos, num_classes=args.classes, seed=args.seed, width_px=args.width, height_px=args.height,
-        fps=args.fps, video_duration_sec=(args.min_duration, args.max_duration),
-        validation_fraction=args.validation_fraction, boundary_cue_px=args.boundary_cue_px,
-    )
+    overrides = dict(num_videos=args.videos, num_classes=args.classes, seed=args.seed, width_px=args.width,
+                     height_px=args.height, fps=args.fps, validation_fraction=args.validation_fraction,
+                     boundary_cue_px=args.boundary_cue_px)
+    if args.min_duration is not None or args.max_duration is not None:  # a bound not given keeps the layout's
+        low, high = SyntheticConfig.for_layout(args.layout).video_duration_sec
+        overrides["video_duration_sec"] = (low if args.min_duration is None else args.min_duration,
+                                           high if args.max_duration is None else args.max_duration)
+    if args.max_instances is not None:
+        overrides["max_instances_per_video"] = args.max_instances
+    return SyntheticConfig.for_layout(args.layout, **overrides)
 
 
 def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes: int) -> None:
+    parser.add_argument("--layout", choices=("mixed", "activitynet", "thumos"), default="mixed",
+                        help="mixed: several classes per video (default); activitynet: one class per video, 1-3 "
+                             "long actions; thumos: several classes per video, many short actions "
+                             "(docs/synthetic.md, Layouts)")
     parser.add_argument("--videos", type=_positive_int, default=videos, help=f"number of videos (default {videos})")
     parser.add_argument("--classes", type=_positive_int, default=classes,
                         help=f"number of action classes, at most 12 (default {classes})")
@@ -36,8 +45,12 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
     parser.add_argument("--width", type=int, default=128, help="frame width in px, even (default 128)")
     parser.add_argument("--height", type=int, default=128, help="frame height in px, even (default 128)")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
-    parser.add_argument("--min-duration", type=float, default=20.0, help="shortest video in s (default 20)")
-    parser.add_argument("--max-duration", type=float, default=40.0, help="longest video in s (default 40)")
+    parser.add_argument("--min-duration", type=float, default=None,
+                        help="shortest video in s (default: the layout's; 20 for mixed)")
+    parser.add_argument("--max-duration", type=float, default=None,
+                        help="longest video in s (default: the layout's; 40 for mixed)")
+    parser.add_argument("--max-instances", type=_positive_int, default=None,
+                        help="at most this many actions per video (default: the layout's; as many as fit for mixed)")
     parser.add_argument("--validation-fraction", type=float, default=0.34,
                         help="share of videos in the validation subset (default 0.34)")
     parser.add_argument("--boundary-cue-px", type=float, default=2.0,

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from lofi.data.synthetic.motions import MOTION_PATTERNS
+
+Layout = Literal["mixed", "activitynet", "thumos"]
+LAYOUTS: tuple[str, ...] = ("mixed", "activitynet", "thumos")
+
+#: The defaults each layout puts on top of the dataclass defaults (see ``docs/synthetic.md``, "Layouts").
+LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mixed": {},
+    # one class per video, 1-3 long instances
+    "activitynet": dict(max_instances_per_video=3, middle_sec=(3.0, 9.0), onset_sec=(0.6, 2.0),
+                        offset_sec=(0.6, 2.0), gap_sec=(1.0, 5.0), video_duration_sec=(16.0, 24.0)),
+    # several classes per video, many short instances
+    "thumos": dict(middle_sec=(0.8, 2.5), onset_sec=(0.4, 1.0), offset_sec=(0.4, 1.0), gap_sec=(0.6, 2.5),
+                   video_duration_sec=(20.0, 30.0)),
+}
 
 
 @dataclass(frozen=True)
@@ -13,6 +27,9 @@ class SyntheticConfig:
     """Every generative parameter, with units in the names. Ranges are ``(low, high)`` inclusive.
 
     The defaults make a CPU-sized benchmark: 128x128 px, 15 fps, 20-40 s videos with several actions each.
+    ``layout`` chooses how labels are spread: ``"mixed"`` and ``"thumos"`` balance classes over the instances of a
+    subset (several classes per video), ``"activitynet"`` gives each video one class, balanced over the videos.
+    :meth:`for_layout` builds a config with a layout's ranges as defaults.
     ``boundary_cue_px`` is the strength of the class-agnostic onset/offset cue (the jitter amplitude): near 0
     nothing can learn the exact boundaries, large values let frozen classification features see them too.
     """
@@ -25,7 +42,9 @@ class SyntheticConfig:
     fps: float = 15.0
     video_duration_sec: tuple[float, float] = (20.0, 40.0)
     validation_fraction: float = 0.34
+    layout: Layout = "mixed"  # "activitynet": one class per video; "mixed"/"thumos": several classes per video
     # actions
+    max_instances_per_video: int | None = None  # None: as many as fit in the video
     middle_sec: tuple[float, float] = (1.0, 8.0)  # class-revealing phase, drawn log-uniformly
     onset_sec: tuple[float, float] = (0.4, 1.2)  # drawn independently of class and of the middle's length
     offset_sec: tuple[float, float] = (0.4, 1.2)
@@ -51,6 +70,11 @@ class SyntheticConfig:
             if not ok:
                 raise ValueError(f"synthetic config: {message}")
 
+        check(self.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        check(self.max_instances_per_video is None
+              or (isinstance(self.max_instances_per_video, int) and not isinstance(self.max_instances_per_video, bool)
+                  and self.max_instances_per_video >= 1),
+              f"max_instances_per_video must be None or an integer >= 1, got {self.max_instances_per_video!r}")
         check(self.num_videos >= 1, f"num_videos must be >= 1, got {self.num_videos}")
         check(1 <= self.num_classes <= len(MOTION_PATTERNS),
               f"num_classes must be in 1..{len(MOTION_PATTERNS)} (one per motion pattern), got {self.num_classes}")
@@ -70,6 +94,15 @@ class SyntheticConfig:
               f"({shortest_instance + 2 * self.gap_sec[0]:.1f} s)")
         check(self.boundary_cue_px >= 0, "boundary_cue_px must be >= 0")
         check(0 <= self.crf <= 51, "crf must be in 0..51")
+
+    @classmethod
+    def for_layout(cls, layout: str, /, **overrides: Any) -> "SyntheticConfig":
+        """A config with ``layout``'s ranges as defaults (``LAYOUT_DEFAULTS``), ``overrides`` on top."""
+        if layout not in LAYOUT_DEFAULTS:
+            raise ValueError(f"synthetic config: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if overrides.get("layout", layout) != layout:
+            raise ValueError(f"synthetic config: for_layout({layout!r}) got layout={overrides['layout']!r}")
+        return cls(**{**LAYOUT_DEFAULTS[layout], **overrides, "layout": layout})
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from lofi.data.synthetic.render import camera_path, make_texture, render_frame, 
 from lofi.data.synthetic.timeline import VideoPlan, assign_labels, plan_timeline
 
 #: Bumped whenever the generative rules change, so that datasets are traceable to the code that made them.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 ANNOTATIONS_FILE = "annotations.json"
 METADATA_FILE = "synthetic.json"
 VIDEOS_DIR = "videos"
@@ -61,7 +61,8 @@ def plan_dataset(config: SyntheticConfig) -> list[VideoPlan]:
         subset = "validation" if i >= config.num_videos - num_val else "training"
         rng = np.random.default_rng([config.seed, i, 0])
         plans.append(plan_timeline(rng, config, video_id=video_id(i), subset=subset))
-    return assign_labels(plans, config.class_names, np.random.default_rng([config.seed, 1 << 20]))
+    return assign_labels(plans, config.class_names, np.random.default_rng([config.seed, 1 << 20]),
+                         per_video=config.layout == "activitynet")
 
 
 def to_annotations(plans: list[VideoPlan], config: SyntheticConfig) -> AnnotationSet:

@@ -51,7 +51,10 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
 
 
 def plan_timeline(rng: np.random.Generator, config: SyntheticConfig, *, video_id: str, subset: str) -> VideoPlan:
-    """Draw the video length and place instances left to right with background gaps between them."""
+    """Draw the video length and place instances left to right with background gaps between them.
+
+    Instances are added while they fit, up to ``config.max_instances_per_video`` when it is set.
+    """
     fps = config.fps
     num_frames = _frames(_uniform(rng, config.video_duration_sec), fps)
     min_gap = _frames(config.gap_sec[0], fps)
@@ -79,26 +82,38 @@ def plan_timeline(rng: np.random.Generator, config: SyntheticConfig, *, video_id
                                          period_sec=float(period), amplitude_px=float(amplitude)))
         if end + min_gap >= num_frames:
             break
+        if config.max_instances_per_video is not None and len(instances) >= config.max_instances_per_video:
+            break
         cursor = end + _frames(_uniform(rng, config.gap_sec), fps)
     return VideoPlan(video_id=video_id, subset=subset, num_frames=num_frames, instances=tuple(instances))
 
 
-def assign_labels(plans: list[VideoPlan], classes: tuple[str, ...], rng: np.random.Generator) -> list[VideoPlan]:
+def assign_labels(plans: list[VideoPlan], classes: tuple[str, ...], rng: np.random.Generator, *,
+                  per_video: bool = False) -> list[VideoPlan]:
     """Label the instances so that classes are balanced within each subset.
 
-    The instances of a subset, in video order, take their labels from a sequence of fresh random permutations of
-    the classes: every class appears once before any appears twice, and the class of an instance is independent of
-    its length and position.
+    The instances of a subset (with ``per_video``: its videos), in video order, take their labels from a sequence
+    of fresh random permutations of the classes: every class appears once before any appears twice, and the class
+    of an instance is independent of its length and position. With ``per_video`` every instance of a video takes
+    the video's label (one class per video, as in ActivityNet).
     """
     labelled = list(plans)
     for subset in sorted({p.subset for p in plans}):
-        slots = [(i, j) for i, p in enumerate(plans) if p.subset == subset for j in range(len(p.instances))]
+        if per_video:
+            slots = [(i, 0) for i, p in enumerate(plans) if p.subset == subset]
+        else:
+            slots = [(i, j) for i, p in enumerate(plans) if p.subset == subset for j in range(len(p.instances))]
         labels: list[str] = []
         while len(labels) < len(slots):
             labels.extend(classes[k] for k in rng.permutation(len(classes)))
-        per_video: dict[int, list[PlannedInstance]] = {}
+        if per_video:
+            for (i, _), label in zip(slots, labels):
+                labelled[i] = replace(plans[i], instances=tuple(replace(inst, label=label)
+                                                                for inst in plans[i].instances))
+            continue
+        by_video: dict[int, list[PlannedInstance]] = {}
         for (i, j), label in zip(slots, labels):
-            per_video.setdefault(i, []).append(replace(plans[i].instances[j], label=label))
-        for i, instances in per_video.items():
+            by_video.setdefault(i, []).append(replace(plans[i].instances[j], label=label))
+        for i, instances in by_video.items():
             labelled[i] = replace(plans[i], instances=tuple(instances))
     return labelled
