@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -22,6 +23,7 @@ from typing import Any, Literal, Mapping, Sequence, Union
 import yaml
 
 OptimizerName = Literal["sgd", "adamw"]
+LRSchedule = Literal["step", "cosine"]
 Autocast = Literal["bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -59,8 +61,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser, step LR schedule and loop settings of one stage (paper: SGD, lr 0.1 halved every 5 epochs,
-    weight decay 1e-4, batch 16)."""
+    """Optimiser, LR schedule and loop settings of one stage (paper: SGD, lr 0.1 halved every 5 epochs,
+    weight decay 1e-4, batch 16). Weight decay applies to conv/linear weights only, not to norms and biases."""
 
     optimizer: OptimizerName = "sgd"
     lr: float = 0.1
@@ -68,6 +70,8 @@ class OptimConfig:
     weight_decay: float = 1e-4
     lr_step_epochs: int = 5  # multiply the LR by lr_gamma every this many epochs
     lr_gamma: float = 0.5
+    lr_schedule: LRSchedule = "step"  # "step": lr_gamma every lr_step_epochs; "cosine": lr to 0 over the run
+    warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr over this many epochs (fractional: optimiser steps)
     batch_size: int = 16  # per optimiser step, over all processes (divided among them)
     epochs: int = 10
     grad_accum_steps: int = 1
@@ -75,6 +79,14 @@ class OptimConfig:
     autocast: Autocast | None = None
     checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
     keep_epoch_checkpoints: int = 2  # newest epoch_XXX.pt files kept besides latest.pt; 0 keeps them all
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in typing.get_args(LRSchedule):
+            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, typing.get_args(LRSchedule)))}, "
+                             f"got {self.lr_schedule!r}")
+        if not (isinstance(self.warmup_epochs, (int, float)) and math.isfinite(self.warmup_epochs)
+                and self.warmup_epochs >= 0):
+            raise ValueError(f"warmup_epochs must be a number >= 0 (0: no warm-up), got {self.warmup_epochs!r}")
 
 
 @dataclass

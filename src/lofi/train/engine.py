@@ -151,9 +151,11 @@ class Trainer:
     ``model`` is moved to ``device`` and, inside an initialised process group, wrapped in
     DistributedDataParallel (``trainer.model`` stays the unwrapped module, ``trainer.wrapped_model`` is what
     forward passes go through). ``optimizer`` must hold ``model``'s parameters; ``scheduler`` (or None) is
-    stepped once per epoch, without arguments. ``steps_per_epoch`` is the number of micro-batches per epoch on
-    this rank, the same on every rank. ``on_epoch_end(epoch, trainer)`` runs on every rank after each epoch;
-    the mapping of scalars it returns (e.g. ``{"mAP": 0.31}``) goes into the epoch record rank 0 logs.
+    stepped once per epoch, without arguments, or after every optimiser step (also one whose micro-batches were
+    all skipped, so its count is ``global_step``) when it has ``step_interval = "step"`` (warm-up and cosine
+    schedules, :func:`lofi.train.builders.build_scheduler`). ``steps_per_epoch`` is the number of micro-batches
+    per epoch on this rank, the same on every rank. ``on_epoch_end(epoch, trainer)`` runs on every rank after
+    each epoch; the mapping of scalars it returns (e.g. ``{"mAP": 0.31}``) goes into the epoch record rank 0 logs.
     ``trainer.extra`` is a dict the stage may fill (plain values only); it is checkpointed and restored.
 
     For an exact (bit-identical on CPU) mid-epoch resume, ``batches(epoch, start_batch)`` must return the same
@@ -177,9 +179,15 @@ class Trainer:
         self.model = D.unwrap_model(model).to(self.device)
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self.step_scheduler_per_step = getattr(scheduler, "step_interval", "epoch") == "step"
         self.loss_fn = loss_fn
         self.batches = batches
         self.steps_per_epoch = steps_per_epoch
+        built_for = getattr(scheduler, "optimizer_steps_per_epoch", None)
+        if self.step_scheduler_per_step and built_for is not None and built_for != self.optimizer_steps_per_epoch:
+            raise ValueError(f"the scheduler was built for {built_for} optimiser steps per epoch, this run has "
+                             f"{self.optimizer_steps_per_epoch} (steps_per_epoch={steps_per_epoch}, "
+                             f"grad_accum_steps={config.grad_accum_steps}): build it with the same steps_per_epoch")
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.on_epoch_end = on_epoch_end
@@ -264,13 +272,16 @@ class Trainer:
             step_sums, n_used, synced = self._accumulate(batches, group_size)
             grad_norm = self._optimizer_step(group_size, n_used, synced)
             self.global_step += 1
+            step_lr = self.lr
+            if self.scheduler is not None and self.step_scheduler_per_step:
+                self.scheduler.step()
             means = self._reduce_step_means(step_sums, n_used)
             for key, value in means.items():
                 self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value.double()
             self._epoch_steps += 1 if means else 0
             if self.global_step % cfg.log_every_steps == 0:
                 now = time.perf_counter()
-                record = {"kind": "step", "epoch": epoch, "step": self.global_step, "lr": self.lr,
+                record = {"kind": "step", "epoch": epoch, "step": self.global_step, "lr": step_lr,
                           **self._to_floats(means)}
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
@@ -293,7 +304,7 @@ class Trainer:
         if metrics:
             record.update({str(k): v for k, v in metrics.items()})
         record["epoch_sec"] = time.perf_counter() - epoch_start
-        if self.scheduler is not None:
+        if self.scheduler is not None and not self.step_scheduler_per_step:
             self.scheduler.step()
         self.log.log(record)  # type: ignore[union-attr]
         self.last_epoch_record = {k: v for k, v in self.log.records[-1].items()} if self.is_main \

@@ -114,7 +114,8 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
         result, _ = evaluate_head(context, head, val_set, ground_truth=val_videos)
         return {"val_average_mAP": result.average_mAP, "val_mAP@first_tiou": float(result.mAP[0])}
 
-    trainer = Trainer(model=head, optimizer=optimizer, scheduler=build_scheduler(optimizer, optim), loss_fn=loss_fn,
+    trainer = Trainer(model=head, optimizer=optimizer,
+                      scheduler=build_scheduler(optimizer, optim, steps_per_epoch=len(sampler)), loss_fn=loss_fn,
                       batches=batch_source(IndexKeyed(train_set), sampler, collate_features, num_workers=0,
                                            device=context.device, seed=config.seed),
                       steps_per_epoch=len(sampler), run_dir=out, config=loop_config(optim, seed=config.seed),

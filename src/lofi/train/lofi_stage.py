@@ -84,7 +84,8 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
         losses = model.loss(outputs, batch["targets"])
         return {**losses, "num_snippets": torch.tensor(float(batch["frames"].shape[1]))}
 
-    trainer = Trainer(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, optim), loss_fn=loss_fn,
+    trainer = Trainer(model=model, optimizer=optimizer,
+                      scheduler=build_scheduler(optimizer, optim, steps_per_epoch=len(sampler)), loss_fn=loss_fn,
                       batches=batch_source(dataset, sampler, collate_windows, num_workers=config.data.num_workers,
                                            device=context.device, seed=config.seed),
                       steps_per_epoch=len(sampler), run_dir=out_dir, config=loop_config(optim, seed=config.seed),

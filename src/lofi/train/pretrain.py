@@ -97,7 +97,8 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
         return {"val_clip_accuracy": clip_accuracy(model, val_set, device=context.device,
                                                    batch_size=context.batch_per_rank(stage.optim))}
 
-    trainer = Trainer(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, stage.optim),
+    trainer = Trainer(model=model, optimizer=optimizer,
+                      scheduler=build_scheduler(optimizer, stage.optim, steps_per_epoch=len(sampler)),
                       loss_fn=loss_fn, batches=batch_source(IndexKeyed(train_set), sampler, collate_clips,
                                                             num_workers=config.data.num_workers,
                                                             device=context.device, seed=config.seed),
