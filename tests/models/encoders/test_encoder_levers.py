@@ -53,7 +53,14 @@ def test_channels_last_matches_the_default_layout(builder):
     weight = next(p for p in channels_last.parameters() if p.dim() >= 4)
     assert weight.is_contiguous(memory_format=torch.channels_last if weight.dim() == 4 else torch.channels_last_3d)
     frames = torch.randn(SHAPE)
-    assert torch.allclose(reference(frames), channels_last(frames), atol=1e-4)  # train mode
+    # Train mode: the two layouts run the same float32 arithmetic in another order (other conv kernels, other
+    # reduction orders in batch norm). Batch statistics over a few values amplify that rounding through the
+    # layers: R(2+1)D's outputs (max ~2) differ by up to ~3e-4 depending on the seed, just past a fixed 1e-4. So
+    # the bound is relative to the outputs' magnitude: 1e-3 of max |output|, several times the observed
+    # reordering noise (<= ~1.5e-4 of it), while a layout bug (channels or H and W mixed up) is off by O(1).
+    out_ref, out_cl = reference(frames).detach(), channels_last(frames).detach()
+    error, scale = (out_ref - out_cl).abs().max().item(), out_ref.abs().max().item()
+    assert scale > 0 and error <= 1e-3 * scale, f"max |difference| {error:.3g} vs max |output| {scale:.3g}"
     # Gradients in eval mode: with batch statistics over a few values, tiny random-init models are so
     # ill-conditioned that a 1e-6 input change moves R(2+1)D's gradients by 20%, whatever the layout.
     reference.eval()
