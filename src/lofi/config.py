@@ -111,6 +111,14 @@ class PretrainConfig:
     background: bool = True  # add a background class from unannotated spans
     background_per_video: int = 1
     segment_margin_frac: float = 0.0  # trim this fraction of each segment at both ends
+    clip_sec: float | None = None  # sub-clips of this length at random places in each range; None: whole ranges
+    clips_per_range: int = 1  # clips cut from each action / background range per epoch
+    preload_frames: bool = False  # decode each video once into memory (small datasets: many clips, no decoding)
+    # augmentation of training clips
+    flip: bool = True  # horizontal flips (off when a flip changes the class, as on the synthetic data)
+    crop_scale_min: float = 1.0  # random resized crop of this fraction of the short side up to all of it
+    color_jitter: float = 0.0  # brightness / contrast / saturation factors in [1 - j, 1 + j]
+    channel_shuffle: bool = False  # permute RGB at random (only where classes do not depend on colour)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=10))
 
 

@@ -124,3 +124,33 @@ def test_sample_between_whole_video_equals_sample_snippets(synth) -> None:
     assert full.frames.shape == (3, 2, 3, 24, 32)  # resized 64x48 -> 32x24, not cropped
     with pytest.raises(ValueError, match="end_sec"):
         sample_snippets_between(path, spec, start_sec=3.0, end_sec=2.0)
+
+
+def test_sub_clips_random_in_training_even_in_evaluation(synth) -> None:
+    annotations, _ = synth
+    train = _dataset(synth, clip_sec=0.5, clips_per_range=4, augment=True, seed=3, num_snippets=1)
+    evaluation = _dataset(synth, clip_sec=0.5, clips_per_range=4, augment=False, num_snippets=1)
+    assert len(train) == 4 * len(train.clips) == len(evaluation)
+    rng = train.clips[0]
+    even = [evaluation.sub_range(k, None) for k in range(4)]
+    room = (rng.end_sec - rng.start_sec) - 0.5
+    expected = [rng.start_sec + room * (k + 0.5) / 4 for k in range(4)]
+    assert [a for a, _ in even] == pytest.approx(expected)
+    assert [b for _, b in even] == pytest.approx([a + 0.5 for a in expected])
+    drawn = [train[k] for k in range(4)]
+    assert all(rng.start_sec - 1e-9 <= d["start_sec"] and d["end_sec"] <= rng.end_sec + 1e-9 for d in drawn)
+    assert all(d["end_sec"] - d["start_sec"] == pytest.approx(0.5) for d in drawn)
+    assert len({round(d["start_sec"], 6) for d in drawn}) == 4  # four different places in the same range
+    again = _dataset(synth, clip_sec=0.5, clips_per_range=4, augment=True, seed=3, num_snippets=1)
+    assert again[2]["start_sec"] == drawn[2]["start_sec"]  # the same item for the same (seed, epoch, index)
+    again.set_epoch(1)
+    assert again[2]["start_sec"] != drawn[2]["start_sec"]  # redrawn every epoch
+
+
+def test_preloaded_frames_equal_decoding_per_clip(synth) -> None:
+    decoded = _dataset(synth, clip_sec=1.0, clips_per_range=2, on_error="raise")
+    preloaded = _dataset(synth, clip_sec=1.0, clips_per_range=2, on_error="raise", preload=True)
+    good = [i for i in range(len(decoded)) if decoded.clips[i // 2].video_id != "video_bad"]
+    for i in good[:6]:
+        assert torch.equal(decoded[i]["frames"], preloaded[i]["frames"]), i
+    assert preloaded[good[0]]["frames"].shape == (4, 2, 3, 32, 32)

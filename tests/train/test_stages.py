@@ -40,6 +40,8 @@ def _config(dataset: Path, run_root: Path, *extra: str):
         f"data.cache_dir={run_root / 'cache'}", f"out_dir={run_root}", "name=tiny", "device=cpu",
         "fidelity.num_snippets=12", "fidelity.frame_size_px=48", "fidelity.mode=C-short", "fidelity.cycle_steps=1",
         "pretrain.num_snippets=2", "pretrain.frame_size_px=48", "data.frames_per_snippet=2", "data.frame_stride=1",
+        "pretrain.clip_sec=null", "pretrain.clips_per_range=1", "pretrain.crop_scale_min=1.0",
+        "pretrain.color_jitter=0.0", "pretrain.channel_shuffle=false", "model.encoder=tsm_resnet18", "model.head=gtad",
         TINY_MODEL,
         "pretrain.optim={optimizer: adamw, lr: 0.001, epochs: 4, batch_size: 4, weight_decay: 0.0}",
         "train.optim={optimizer: adamw, lr: 0.0005, epochs: 3, batch_size: 2, weight_decay: 0.0}",

@@ -13,6 +13,17 @@ background clips. The video's duration is the annotation's ``duration_sec``, or 
 **Margin rule.** ``segment_margin_frac`` trims each action clip by that fraction of the segment's length at both
 ends (0.1 keeps the middle 80%), which keeps the ambiguous onset and offset out of the classifier's input.
 
+**Sub-clip rule.** With ``clip_sec`` set, each range (action or background) gives ``clips_per_range`` items of
+``clip_sec`` seconds (the whole range when it is shorter): with ``augment``, each at a random place in the range,
+drawn anew every epoch (many different training clips per instance); without, evenly spaced (item ``k`` of ``n``
+starts at ``(k + 0.5) / n`` of the free room), so evaluation is deterministic. ``clip_sec=None`` is one clip
+spanning the range.
+
+**Frames.** ``preload=True`` decodes each video once, whole, at the working short side and keeps its frames in
+memory (:func:`decode_all_frames`): clips then cost no decoding, which is what makes many random sub-clips per
+epoch affordable on small datasets; without it every clip is decoded from the file. Both give the same frames
+(the frame displayed at each requested time). Augmentation is :func:`lofi.data.augment.augment_clip`.
+
 Bad videos raise (``on_error="raise"``) or are skipped (item None, warning, :func:`collate_clips` drops it).
 """
 
@@ -26,9 +37,17 @@ from typing import Sequence, TypedDict
 
 import torch
 
+import numpy as np
+
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
+from lofi.data.augment import ClipAugment, augment_clip
 from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
-from lofi.data.sampling import SnippetSpec, sample_snippets_between
+from lofi.data.sampling import (
+    SnippetSpec,
+    frame_indices_for_cfr,
+    sample_snippets_between,
+    snippet_times_sec,
+)
 from lofi.data.video import VideoReadError, find_video_files, probe_video
 from lofi.data.windows import label_indices
 
@@ -60,6 +79,29 @@ class ClipBatch(TypedDict):
     video_ids: list[str]
 
 
+@dataclass(frozen=True)
+class DecodedFrames:
+    """Every frame of one video, resized to a short side: ``frames`` uint8 ``[N, H, W, 3]``."""
+
+    frames: torch.Tensor  # [N, H, W, 3] uint8
+    fps: float
+    duration_sec: float
+
+    def at(self, times_sec: np.ndarray) -> torch.Tensor:
+        """The frames displayed at ``times_sec`` (any shape ``[...]``) -> uint8 ``[..., H, W, 3]``."""
+        index = np.clip(frame_indices_for_cfr(times_sec, self.fps), 0, self.frames.shape[0] - 1)
+        return self.frames[torch.from_numpy(index.reshape(-1))].view(*index.shape, *self.frames.shape[1:])
+
+
+def decode_all_frames(path: str | os.PathLike, *, short_side_px: int, threads: int = 1) -> DecodedFrames:
+    """Decode the whole video once (one forward pass), resized so that its short side is ``short_side_px``."""
+    info = probe_video(path)
+    spec = SnippetSpec(num_snippets=max(1, info.num_frames), short_side_px=short_side_px)
+    sampled = sample_snippets_between(path, spec, keep_full_frame=True, info=info, threads=threads)
+    frames = sampled.frames[:, 0].permute(0, 2, 3, 1).contiguous()  # [N, 1, 3, H, W] -> [N, H, W, 3]
+    return DecodedFrames(frames=frames, fps=info.fps, duration_sec=info.duration_sec)
+
+
 def background_gaps(video: VideoAnnotation, duration_sec: float) -> list[tuple[float, float]]:
     """The spans of ``[0, duration_sec]`` covered by no segment and no ignore region, in order (seconds)."""
     covered = sorted([(s.start_sec, s.end_sec) for s in video.segments] + list(video.ignore_regions_sec))
@@ -78,15 +120,18 @@ class ClipDataset(VideoFileDataset):
 
     Items are :class:`ClipItem`: ``frames`` uint8 ``[T, F, 3, S, S]`` with ``T = num_snippets``,
     ``F = frames_per_snippet``, ``S = frame_size_px`` (short side resized to S, square crop), ``label`` int64.
-    ``augment=True`` places the crop at random and flips horizontally with probability 1/2, drawn from a generator
-    seeded by ``(seed, epoch, index)`` (:meth:`set_epoch`). ``clips`` lists every item's :class:`ClipRange`.
+    ``augment=True`` applies ``augmentation`` (default: a random crop of the short side and a horizontal flip with
+    probability 1/2), drawn from a generator seeded by ``(seed, epoch, index)`` (:meth:`set_epoch`), and places
+    sub-clips at random. ``clips`` lists every range (:class:`ClipRange`); item ``i`` is a clip of range
+    ``i // clips_per_range``.
     """
 
     def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, classes: Sequence[str],
                  num_snippets: int, frames_per_snippet: int, frame_size_px: int, frame_stride: int = 1,
                  background: bool = True, background_per_video: int = 1, min_background_sec: float = 1.0,
                  segment_margin_frac: float = 0.0, augment: bool = False, seed: int = 0,
-                 on_error: OnError = "skip", threads: int = 1) -> None:
+                 on_error: OnError = "skip", threads: int = 1, clip_sec: float | None = None,
+                 clips_per_range: int = 1, augmentation: ClipAugment | None = None, preload: bool = False) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not 0.0 <= segment_margin_frac < 0.5:
@@ -94,9 +139,18 @@ class ClipDataset(VideoFileDataset):
         if background_per_video < 0 or not min_background_sec > 0:
             raise ValueError(f"background_per_video must be >= 0 and min_background_sec > 0, got "
                              f"{background_per_video!r} and {min_background_sec!r}")
+        if clip_sec is not None and not clip_sec > 0:
+            raise ValueError(f"clip_sec must be > 0 or None, got {clip_sec!r}")
+        if clips_per_range < 1:
+            raise ValueError(f"clips_per_range must be >= 1, got {clips_per_range!r}")
         self.spec = SnippetSpec(num_snippets=num_snippets, frames_per_snippet=frames_per_snippet,
-                                frame_stride=frame_stride, short_side_px=frame_size_px,
-                                crop="random" if augment else "center")
+                                frame_stride=frame_stride, short_side_px=frame_size_px)
+        self.frame_size_px = frame_size_px
+        self.clip_sec = clip_sec
+        self.clips_per_range = clips_per_range
+        self.augmentation = augmentation if augmentation is not None else ClipAugment(flip=True)
+        self.preload = preload
+        self._decoded: dict[str, DecodedFrames] = {}
         self.annotations = annotations
         self.videos_dir = Path(videos_dir)
         self.classes = tuple(classes)
@@ -133,23 +187,54 @@ class ClipDataset(VideoFileDataset):
         return [ClipRange(video.video_id, a, b, self.background_label) for a, b in sorted(longest)]
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.clips) * self.clips_per_range
+
+    def sub_range(self, index: int, generator: torch.Generator | None) -> tuple[float, float]:
+        """The ``[start_sec, end_sec)`` of item ``index`` (see the module's sub-clip rule)."""
+        clip = self.clips[index // self.clips_per_range]
+        length = clip.end_sec - clip.start_sec
+        if self.clip_sec is None or self.clip_sec >= length:
+            return clip.start_sec, clip.end_sec
+        room = length - self.clip_sec
+        if generator is not None:
+            offset = room * float(torch.rand((), generator=generator))
+        else:
+            offset = room * (index % self.clips_per_range + 0.5) / self.clips_per_range
+        return clip.start_sec + offset, clip.start_sec + offset + self.clip_sec
+
+    def _frames(self, video_id: str, start_sec: float, end_sec: float) -> torch.Tensor:
+        """uint8 ``[T, F, H, W, 3]`` (short side resized, not cropped) of the clip ``[start_sec, end_sec)``."""
+        path = self.video_path(video_id)
+        if not self.preload:
+            sampled = sample_snippets_between(path, self.spec, start_sec=start_sec, end_sec=end_sec,
+                                              keep_full_frame=True, threads=self.threads)
+            return sampled.frames.permute(0, 1, 3, 4, 2)  # [T, F, 3, H, W] view -> [T, F, H, W, 3]
+        decoded = self._decoded.get(video_id)
+        if decoded is None:
+            decoded = decode_all_frames(path, short_side_px=self.frame_size_px, threads=self.threads)
+            self._decoded[video_id] = decoded
+        stop_sec = min(end_sec, decoded.duration_sec)
+        if not stop_sec > start_sec:
+            raise VideoReadError(path, f"time range [{start_sec:.3f}, {end_sec}] s lies outside the video "
+                                       f"({decoded.duration_sec:.3f} s)")
+        times = snippet_times_sec(stop_sec - start_sec, decoded.fps, self.spec) + start_sec  # [T, F]
+        times = np.clip(times, 0.0, max(0.0, decoded.duration_sec - 1.0 / decoded.fps))
+        return decoded.at(times)  # [T, F, H, W, 3]
 
     def __getitem__(self, index: int) -> ClipItem | None:
-        clip = self.clips[index]
+        clip = self.clips[index // self.clips_per_range]
         generator = item_generator(self.seed, self.epoch, index) if self.augment else None
+        start_sec, end_sec = self.sub_range(index, generator)
         try:
-            sampled = sample_snippets_between(self.video_path(clip.video_id), self.spec, start_sec=clip.start_sec,
-                                              end_sec=clip.end_sec, generator=generator, threads=self.threads)
+            raw = self._frames(clip.video_id, start_sec, end_sec)  # [T, F, H, W, 3]
         except VideoReadError as exc:
             skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=clip.video_id,
                           what=f"clip {index} of video {clip.video_id!r}")
             return None
-        frames = sampled.frames  # [T, F, 3, S, S]
-        if generator is not None and bool(torch.rand((), generator=generator) < 0.5):
-            frames = frames.flip(-1)
+        frames = augment_clip(raw, size_px=self.frame_size_px, augment=self.augmentation if self.augment else None,
+                              generator=generator)  # [T, F, 3, S, S]
         return ClipItem(video_id=clip.video_id, frames=frames, label=torch.tensor(clip.label, dtype=torch.int64),
-                        start_sec=clip.start_sec, end_sec=clip.end_sec)
+                        start_sec=start_sec, end_sec=end_sec)
 
 
 def collate_clips(items: Sequence[ClipItem | None]) -> ClipBatch | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lofi.data.augment import ClipAugment
 from lofi.data.clips import ClipDataset, collate_clips
 from lofi.io import atomic_torch_save
 from lofi.models import create_encoder
@@ -45,13 +46,20 @@ def build_encoder(context: RunContext, weights: str | Path | None) -> torch.nn.M
 
 
 def _clip_dataset(context: RunContext, subset: str, *, augment: bool) -> ClipDataset:
+    """Training clips (``augment``: random places, augmentation) or the evaluation clips (at most 2 per range,
+    evenly spaced, centre crops)."""
     config, stage = context.config, context.config.pretrain
+    clips_per_range = stage.clips_per_range if augment else min(2, stage.clips_per_range)
     return ClipDataset(annotations=context.subset(subset), videos_dir=config.data.videos, classes=context.classes,
                        num_snippets=stage.num_snippets, frames_per_snippet=config.data.frames_per_snippet,
                        frame_size_px=stage.frame_size_px, frame_stride=config.data.frame_stride,
                        background=stage.background, background_per_video=stage.background_per_video,
                        segment_margin_frac=stage.segment_margin_frac, augment=augment, seed=config.seed,
-                       on_error=config.data.on_error)
+                       on_error=config.data.on_error, clip_sec=stage.clip_sec, clips_per_range=clips_per_range,
+                       preload=stage.preload_frames,
+                       augmentation=ClipAugment(crop_scale=(stage.crop_scale_min, 1.0), flip=stage.flip,
+                                                color_jitter=stage.color_jitter,
+                                                channel_shuffle=stage.channel_shuffle))
 
 
 @torch.no_grad()
