@@ -13,11 +13,14 @@ validation subset, with the training time.
 
 Settings:
 
-- ``demo``: the demo's data (``lofi.train.commands.demo_dataset_config(num_videos=64, num_classes=4)``): 16-24 s
-  videos, 1-8 s middles, 1-6 s gaps (2-4 instances, up to 4 classes per video);
-- ``dense``: the same, with 6 classes, 24-40 s videos, 0.5-3 s middles and 0.5-2 s gaps (many short instances of
-  several classes per video, THUMOS-like);
-- ``layout:NAME``: the demo's data with ``SyntheticConfig(layout=NAME)``, where the config has a ``layout`` field.
+- ``demo``: the demo's data (``lofi.train.commands.demo_dataset_config(num_videos=64, num_classes=4)``: the
+  ActivityNet-like layout at 16-24 s);
+- ``mixed``: the demo's data before it moved to that layout: the mixed layout, 16-24 s videos, 1-8 s middles,
+  1-6 s gaps (2-4 instances, up to 4 classes per video);
+- ``dense``: ``mixed`` with 6 classes, 24-40 s videos, 0.5-3 s middles and 0.5-2 s gaps (many short instances of
+  several classes per video);
+- ``layout:NAME``: ``SyntheticConfig.for_layout(NAME)`` (``activitynet``, ``thumos``, ``mixed``), 64 videos of 4
+  classes.
 """
 
 from __future__ import annotations
@@ -53,15 +56,18 @@ HEAD_OPTIONS: dict[str, str] = {
 def data_setting(name: str, *, seed: int) -> SyntheticConfig:
     """The synthetic config of a named data setting (see the module docstring)."""
     demo = demo_dataset_config(num_videos=64, num_classes=4, seed=seed)
+    mixed = SyntheticConfig(num_videos=64, num_classes=4, seed=seed, width_px=96, height_px=96,
+                            video_duration_sec=(16.0, 24.0), num_distractors=(1, 2))
     if name == "demo":
         return demo
+    if name == "mixed":
+        return mixed
     if name == "dense":
-        return dataclasses.replace(demo, num_classes=6, video_duration_sec=(24.0, 40.0), middle_sec=(0.5, 3.0),
+        return dataclasses.replace(mixed, num_classes=6, video_duration_sec=(24.0, 40.0), middle_sec=(0.5, 3.0),
                                    gap_sec=(0.5, 2.0))
     if name.startswith("layout:"):
-        if "layout" not in {f.name for f in dataclasses.fields(SyntheticConfig)}:
-            raise SystemExit(f"{name}: this SyntheticConfig has no layout field")
-        return dataclasses.replace(demo, layout=name.partition(":")[2])  # type: ignore[call-arg]
+        return SyntheticConfig.for_layout(name.partition(":")[2], num_videos=64, num_classes=4, seed=seed,
+                                          width_px=96, height_px=96)
     raise SystemExit(f"unknown data setting {name!r}: demo, dense or layout:NAME")
 
 
@@ -108,7 +114,7 @@ def run_setting(setting: str, heads: list[str], *, out: Path, seed: int, dim: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--heads", nargs="+", default=[e.name for e in list_models("head")])
-    parser.add_argument("--settings", nargs="+", default=["demo", "dense"])
+    parser.add_argument("--settings", nargs="+", default=["mixed", "dense"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=32, help="feature channels (ideal ones + a fixed random mix)")
     parser.add_argument("--noise-std", type=float, default=0.05)

@@ -113,6 +113,7 @@ class PretrainConfig:
     segment_margin_frac: float = 0.0  # trim this fraction of each segment at both ends
     clip_sec: float | None = None  # sub-clips of this length at random places in each range; None: whole ranges
     clips_per_range: int = 1  # clips cut from each action / background range per epoch
+    balance_classes: bool = False  # as many clips of every class (background included) per epoch
     preload_frames: bool = False  # decode each video once into memory (small datasets: many clips, no decoding)
     # augmentation of training clips
     flip: bool = True  # horizontal flips (off when a flip changes the class, as on the synthetic data)
@@ -127,6 +128,8 @@ class LoFiStageConfig:
     """Stage 2: encoder and head trained end to end through the TAL loss at the fidelity schedule."""
 
     enabled: bool = True  # False: stage 3 uses the stage-1 encoder (the frozen-features baseline)
+    encoder_lr_scale: float = 1.0  # the encoder learns at this times optim.lr (the fresh head at optim.lr)
+    frozen_bn: bool = False  # the encoder's BatchNorm statistics and affines stay as stage 1 left them
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

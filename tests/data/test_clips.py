@@ -154,3 +154,14 @@ def test_preloaded_frames_equal_decoding_per_clip(synth) -> None:
     for i in good[:6]:
         assert torch.equal(decoded[i]["frames"], preloaded[i]["frames"]), i
     assert preloaded[good[0]]["frames"].shape == (4, 2, 3, 32, 32)
+
+
+def test_balanced_classes_get_about_the_same_number_of_clips(synth) -> None:
+    dataset = _dataset(synth, clip_sec=0.5, clips_per_range=6, balance_classes=True, background_per_video=3,
+                       num_snippets=1)
+    counts: dict[int, int] = {}
+    for range_index, _, _ in dataset.items:
+        counts[dataset.clips[range_index].label] = counts.get(dataset.clips[range_index].label, 0) + 1
+    assert len(counts) == 3 and max(counts.values()) - min(counts.values()) <= 0.35 * max(counts.values())
+    plain = _dataset(synth, clip_sec=0.5, clips_per_range=6, background_per_video=3, num_snippets=1)
+    assert abs(len(dataset) - len(plain)) <= 0.2 * len(plain)  # about the same epoch length

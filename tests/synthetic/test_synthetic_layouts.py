@@ -22,8 +22,8 @@ def _lengths_sec(config, plans):
 def test_for_layout_sets_the_layout_ranges_and_overrides_win():
     config = SyntheticConfig.for_layout("activitynet")
     assert config.layout == "activitynet" and config.max_instances_per_video == 3
-    assert config.middle_sec == (3.0, 9.0) and config.onset_sec == config.offset_sec == (0.6, 2.0)
-    assert config.gap_sec == (1.0, 5.0) and config.video_duration_sec == (16.0, 24.0)
+    assert config.middle_sec == (2.5, 7.0) and config.onset_sec == config.offset_sec == (0.6, 2.0)
+    assert config.gap_sec == (0.8, 3.0) and config.video_duration_sec == (16.0, 24.0)
     thumos = SyntheticConfig.for_layout("thumos", video_duration_sec=(25.0, 35.0), num_classes=3)
     assert thumos.middle_sec == (0.8, 2.5) and thumos.gap_sec == (0.6, 2.5) and thumos.onset_sec == (0.4, 1.0)
     assert thumos.video_duration_sec == (25.0, 35.0) and thumos.num_classes == 3

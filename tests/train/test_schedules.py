@@ -204,3 +204,19 @@ def test_schedule_keys_are_validated() -> None:
         OptimConfig(lr_schedule="exp")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="warmup_epochs"):
         OptimConfig(warmup_epochs=float("nan"))
+
+
+def test_lr_scales_put_a_submodule_in_its_own_groups() -> None:
+    from lofi.config import OptimConfig
+    from lofi.train.builders import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    optimizer = build_optimizer(model, OptimConfig(optimizer="adamw", lr=1e-3, weight_decay=0.1),
+                                lr_scales=[(model[0], 0.1)])
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert len(by_param) == sum(1 for _ in model.parameters())  # every parameter once
+    assert by_param[id(model[0].weight)]["lr"] == pytest.approx(1e-4)
+    assert by_param[id(model[0].weight)]["weight_decay"] == 0.1 and by_param[id(model[0].bias)]["weight_decay"] == 0
+    assert by_param[id(model[2].weight)]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="lr scale"):
+        build_optimizer(model, OptimConfig(), lr_scales=[(model[0], 0.0)])

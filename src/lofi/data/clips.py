@@ -17,7 +17,10 @@ ends (0.1 keeps the middle 80%), which keeps the ambiguous onset and offset out 
 ``clip_sec`` seconds (the whole range when it is shorter): with ``augment``, each at a random place in the range,
 drawn anew every epoch (many different training clips per instance); without, evenly spaced (item ``k`` of ``n``
 starts at ``(k + 0.5) / n`` of the free room), so evaluation is deterministic. ``clip_sec=None`` is one clip
-spanning the range.
+spanning the range. ``balance_classes=True`` gives each range of class ``c`` ``round(clips_per_range * R / (K *
+R_c))`` items instead (at least 1; ``R`` ranges in all, ``R_c`` of class ``c``, ``K`` classes present): every
+class, background included, then has about the same number of clips per epoch, and the epoch about the same
+length as without balancing.
 
 **Frames.** ``preload=True`` decodes each video once, whole, at the working short side and keeps its frames in
 memory (:func:`decode_all_frames`): clips then cost no decoding, which is what makes many random sub-clips per
@@ -123,7 +126,7 @@ class ClipDataset(VideoFileDataset):
     ``augment=True`` applies ``augmentation`` (default: a random crop of the short side and a horizontal flip with
     probability 1/2), drawn from a generator seeded by ``(seed, epoch, index)`` (:meth:`set_epoch`), and places
     sub-clips at random. ``clips`` lists every range (:class:`ClipRange`); item ``i`` is a clip of range
-    ``i // clips_per_range``.
+    ``items[i][0]`` (see the sub-clip rule).
     """
 
     def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, classes: Sequence[str],
@@ -131,7 +134,8 @@ class ClipDataset(VideoFileDataset):
                  background: bool = True, background_per_video: int = 1, min_background_sec: float = 1.0,
                  segment_margin_frac: float = 0.0, augment: bool = False, seed: int = 0,
                  on_error: OnError = "skip", threads: int = 1, clip_sec: float | None = None,
-                 clips_per_range: int = 1, augmentation: ClipAugment | None = None, preload: bool = False) -> None:
+                 clips_per_range: int = 1, augmentation: ClipAugment | None = None, preload: bool = False,
+                 balance_classes: bool = False) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not 0.0 <= segment_margin_frac < 0.5:
@@ -171,6 +175,7 @@ class ClipDataset(VideoFileDataset):
                                             to_index[s.label]))
             if background and background_per_video > 0:
                 self.clips.extend(self._background(video, background_per_video, min_background_sec))
+        self.items = self._item_table(balance_classes)
 
     def _background(self, video: VideoAnnotation, count: int, min_sec: float) -> list[ClipRange]:
         duration_sec = video.duration_sec
@@ -186,12 +191,27 @@ class ClipDataset(VideoFileDataset):
         longest = sorted(gaps, key=lambda g: (-(g[1] - g[0]), g[0]))[:count]
         return [ClipRange(video.video_id, a, b, self.background_label) for a, b in sorted(longest)]
 
+    def _item_table(self, balance: bool) -> list[tuple[int, int, int]]:
+        """``(range index, k, n)`` per item: item ``k`` of the ``n`` cut from that range."""
+        per_class: dict[int, int] = {}
+        for clip in self.clips:
+            per_class[clip.label] = per_class.get(clip.label, 0) + 1
+        items = []
+        for r, clip in enumerate(self.clips):
+            n = self.clips_per_range
+            if balance:
+                share = len(self.clips) / (len(per_class) * per_class[clip.label])
+                n = max(1, int(round(self.clips_per_range * share)))
+            items.extend((r, k, n) for k in range(n))
+        return items
+
     def __len__(self) -> int:
-        return len(self.clips) * self.clips_per_range
+        return len(self.items)
 
     def sub_range(self, index: int, generator: torch.Generator | None) -> tuple[float, float]:
         """The ``[start_sec, end_sec)`` of item ``index`` (see the module's sub-clip rule)."""
-        clip = self.clips[index // self.clips_per_range]
+        range_index, k, n = self.items[index]
+        clip = self.clips[range_index]
         length = clip.end_sec - clip.start_sec
         if self.clip_sec is None or self.clip_sec >= length:
             return clip.start_sec, clip.end_sec
@@ -199,7 +219,7 @@ class ClipDataset(VideoFileDataset):
         if generator is not None:
             offset = room * float(torch.rand((), generator=generator))
         else:
-            offset = room * (index % self.clips_per_range + 0.5) / self.clips_per_range
+            offset = room * (k + 0.5) / n
         return clip.start_sec + offset, clip.start_sec + offset + self.clip_sec
 
     def _frames(self, video_id: str, start_sec: float, end_sec: float) -> torch.Tensor:
@@ -222,7 +242,7 @@ class ClipDataset(VideoFileDataset):
         return decoded.at(times)  # [T, F, H, W, 3]
 
     def __getitem__(self, index: int) -> ClipItem | None:
-        clip = self.clips[index // self.clips_per_range]
+        clip = self.clips[self.items[index][0]]
         generator = item_generator(self.seed, self.epoch, index) if self.augment else None
         start_sec, end_sec = self.sub_range(index, generator)
         try:

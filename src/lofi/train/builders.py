@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -30,13 +30,26 @@ def parameter_groups(parameters: Iterable[torch.nn.Parameter] | torch.nn.Module,
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(parameters: Iterable[torch.nn.Parameter] | torch.nn.Module,
-                    config: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(parameters: Iterable[torch.nn.Parameter] | torch.nn.Module, config: OptimConfig, *,
+                    lr_scales: Sequence[tuple[torch.nn.Module, float]] = ()) -> torch.optim.Optimizer:
     """SGD (momentum, weight decay; the paper's) or AdamW, over the parameters that require gradients.
 
     Weight decay applies to parameters with ``dim >= 2`` only; norm weights and biases are in a second group
-    without it (see :func:`parameter_groups`). ``parameters`` is e.g. ``model.parameters()`` or the model."""
+    without it (see :func:`parameter_groups`). ``parameters`` is e.g. ``model.parameters()`` or the model.
+    ``lr_scales``: ``(submodule, scale)`` pairs whose parameters learn at ``scale * config.lr`` (e.g. a pre-trained
+    encoder at 0.1x beside a fresh head); schedules then scale every group alike."""
     groups = parameter_groups(parameters, config.weight_decay)
+    for module, scale in lr_scales:
+        if not scale > 0:
+            raise ValueError(f"an lr scale must be > 0, got {scale!r}")
+        members = {id(p) for p in module.parameters()}
+        split = []
+        for group in groups:
+            inside = [p for p in group["params"] if id(p) in members]
+            outside = [p for p in group["params"] if id(p) not in members]
+            split += [g for g in ({**group, "params": outside},
+                                  {**group, "params": inside, "lr": group.get("lr", config.lr) * scale}) if g["params"]]
+        groups = split
     if not groups:
         raise ValueError("nothing to optimise: every parameter is frozen")
     if config.optimizer == "sgd":

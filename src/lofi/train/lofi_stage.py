@@ -54,7 +54,8 @@ def frame_cache(context: RunContext, fidelities: dict[str, Fidelity]) -> FrameCa
 def build_detector(context: RunContext, encoder_weights: str | Path | None) -> Detector:
     """Encoder (with ``encoder_weights``) and a fresh head built at the full snippet count."""
     model = context.config.model
-    encoder = build_encoder(context, encoder_weights)
+    frozen_bn = {"frozen_bn": True} if context.config.train.frozen_bn else {}
+    encoder = build_encoder(context, encoder_weights, **frozen_bn)
     head = create_head(model.head, in_dim=encoder.feature_dim, num_classes=len(context.classes),
                        num_snippets=context.config.fidelity.num_snippets, **model.head_options)
     return Detector(encoder=encoder, head=head)
@@ -77,7 +78,7 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
                                    rank=context.rank)
     seed_everything(config.seed)  # the same initial head weights on every run and every process
     model = build_detector(context, encoder_weights).to(context.device)
-    optimizer = build_optimizer(model.parameters(), optim)
+    optimizer = build_optimizer(model.parameters(), optim, lr_scales=[(model.encoder, config.train.encoder_lr_scale)])
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
         outputs = net(batch["frames"])  # raw head outputs; the trainer moved the batch to the device

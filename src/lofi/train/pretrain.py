@@ -36,10 +36,11 @@ def loop_config(optim, *, seed: int) -> TrainLoopConfig:
                            keep_epoch_checkpoints=optim.keep_epoch_checkpoints)
 
 
-def build_encoder(context: RunContext, weights: str | Path | None) -> torch.nn.Module:
-    """The configured encoder, with ``weights`` (any published layout, or a lofi stage's ``encoder.pt``)."""
+def build_encoder(context: RunContext, weights: str | Path | None, **options: object) -> torch.nn.Module:
+    """The configured encoder, with ``weights`` (any published layout, or a lofi stage's ``encoder.pt``);
+    ``options`` override ``model.encoder_options`` (e.g. a stage's ``frozen_bn``)."""
     model_config = context.config.model
-    encoder = create_encoder(model_config.encoder, **model_config.encoder_options)
+    encoder = create_encoder(model_config.encoder, **{**model_config.encoder_options, **options})
     if weights is not None:
         load_encoder_weights(encoder, weights, strict=True)
     return encoder
@@ -56,7 +57,7 @@ def _clip_dataset(context: RunContext, subset: str, *, augment: bool) -> ClipDat
                        background=stage.background, background_per_video=stage.background_per_video,
                        segment_margin_frac=stage.segment_margin_frac, augment=augment, seed=config.seed,
                        on_error=config.data.on_error, clip_sec=stage.clip_sec, clips_per_range=clips_per_range,
-                       preload=stage.preload_frames,
+                       preload=stage.preload_frames, balance_classes=stage.balance_classes and augment,
                        augmentation=ClipAugment(crop_scale=(stage.crop_scale_min, 1.0), flip=stage.flip,
                                                 color_jitter=stage.color_jitter,
                                                 channel_shuffle=stage.channel_shuffle))

@@ -14,8 +14,8 @@ LAYOUTS: tuple[str, ...] = ("mixed", "activitynet", "thumos")
 LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
     "mixed": {},
     # one class per video, 1-3 long instances
-    "activitynet": dict(max_instances_per_video=3, middle_sec=(3.0, 9.0), onset_sec=(0.6, 2.0),
-                        offset_sec=(0.6, 2.0), gap_sec=(1.0, 5.0), video_duration_sec=(16.0, 24.0)),
+    "activitynet": dict(max_instances_per_video=3, middle_sec=(2.5, 7.0), onset_sec=(0.6, 2.0),
+                        offset_sec=(0.6, 2.0), gap_sec=(0.8, 3.0), video_duration_sec=(16.0, 24.0)),
     # several classes per video, many short instances
     "thumos": dict(middle_sec=(0.8, 2.5), onset_sec=(0.4, 1.0), offset_sec=(0.4, 1.0), gap_sec=(0.6, 2.5),
                    video_duration_sec=(20.0, 30.0)),

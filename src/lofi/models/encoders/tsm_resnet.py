@@ -29,11 +29,14 @@ class TSMResNet(LeveredEncoder):
 
     ``shift_div``: the shifted fraction each way (8 = 1/8 forward + 1/8 backward; 0 = no shift, a plain per-frame
     ResNet). ``F = 1`` means no shift. ``width``: channel multiplier of every stage (1.0 = torchvision's ResNet,
-    whose checkpoints load; 0.25 = 16-32-64-128 channels, about 1/14 of the compute, for CPUs). Memory levers: see
+    whose checkpoints load; 0.25 = 16-32-64-128 channels, about 1/14 of the compute, for CPUs). ``stem_pool=False``
+    drops the stem's max-pool (output stride 16 instead of 32: twice the resolution for small frames, at about 4x
+    the compute of the stages; no parameter changes). Memory levers: see
     :class:`~lofi.models.encoders.levers.LeveredEncoder`.
     """
 
-    def __init__(self, *, depth: int = 18, shift_div: int = 8, width: float = 1.0, checkpoint_stages: bool = False,
+    def __init__(self, *, depth: int = 18, shift_div: int = 8, width: float = 1.0, stem_pool: bool = True,
+                 checkpoint_stages: bool = False,
                  channels_last: bool = False, autocast: AutocastMode | None = None, frozen_bn: bool = False,
                  frozen_stages: int = 0) -> None:
         super().__init__(checkpoint_stages=checkpoint_stages, channels_last=channels_last, autocast=autocast,
@@ -53,7 +56,7 @@ class TSMResNet(LeveredEncoder):
         self.conv1 = nn.Conv2d(3, stem_channels, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem_pool else nn.Identity()
         in_channels = stem_channels
         layers = []
         for stage, (planes, count) in enumerate(zip((int(64 * width), int(128 * width), int(256 * width),
