@@ -55,7 +55,8 @@ def crop_box(height: int, width: int, *, scale: tuple[float, float], random: boo
 
 def augment_clip(frames: torch.Tensor, *, size_px: int, augment: ClipAugment | None,
                  generator: torch.Generator | None) -> torch.Tensor:
-    """uint8 ``[T, F, H, W, 3]`` frames of one clip -> uint8 ``[T, F, 3, S, S]`` (channels-last memory), ``S = size_px``.
+    """uint8 ``[T, F, H, W, 3]`` frames of one clip -> uint8 ``[T, F, 3, S, S]`` (channels-last memory),
+    ``S = size_px``.
 
     Without ``augment`` (or ``generator``): the centre square of side ``min(H, W)``, resized to ``S`` when it
     differs. With it: one crop box, flip and colour draw for the whole clip (every frame alike).

@@ -2,8 +2,8 @@
 
 The head is built at the full snippet count and trained on the training subset's feature files. Its raw outputs on
 the evaluation subset are decoded and saved (``raw_predictions.json``, and ``video_scores.json`` for class-agnostic
-proposals: G-TAD and BMN with ``proposal_labels="video"``), suppressed into ``predictions.json`` and scored with the ActivityNet mAP
-(``metrics.json``, as ``lofi evaluate`` writes it, and its pictures).
+proposals: G-TAD and BMN with ``proposal_labels="video"``), suppressed into ``predictions.json`` and scored with the
+ActivityNet mAP (``metrics.json``, as ``lofi evaluate`` writes it, and its pictures).
 """
 
 from __future__ import annotations

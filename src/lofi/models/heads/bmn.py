@@ -142,7 +142,8 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + snippet_weight *
-        snippet_cls (or video_weight * video_cls) (see :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
+        snippet_cls (or video_weight * video_cls) (see
+        :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""
         valid_mask, candidates = self.map_grid(outputs["start"].shape[1])
         check_confidence_map(outputs["confidence"], valid_mask.shape, "BMNHead")
         return map_head_loss(outputs, targets, candidates=candidates, valid=valid_mask, config=self.loss_config)
