@@ -114,13 +114,27 @@ class PretrainConfig:
     clip_sec: float | None = None  # sub-clips of this length at random places in each range; None: whole ranges
     clips_per_range: int = 1  # clips cut from each action / background range per epoch
     balance_classes: bool = False  # as many clips of every class (background included) per epoch
-    preload_frames: bool = False  # decode each video once into memory (small datasets: many clips, no decoding)
+    preload_frames: bool = False  # decode each video once into memory (small datasets: many clips, no decoding;
+    # clips are then cut in the main process, without data.num_workers)
     # augmentation of training clips
     flip: bool = True  # horizontal flips (off when a flip changes the class, as on the synthetic data)
     crop_scale_min: float = 1.0  # random resized crop of this fraction of the short side up to all of it
     color_jitter: float = 0.0  # brightness / contrast / saturation factors in [1 - j, 1 + j]
     channel_shuffle: bool = False  # permute RGB at random (only where classes do not depend on colour)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=10))
+
+    def __post_init__(self) -> None:
+        if self.clip_sec is not None and not self.clip_sec > 0:
+            raise ValueError(f"clip_sec must be > 0 or null (whole ranges), got {self.clip_sec!r}")
+        if self.clips_per_range < 1 or self.background_per_video < 0:
+            raise ValueError(f"clips_per_range must be >= 1 and background_per_video >= 0, got "
+                             f"{self.clips_per_range!r} and {self.background_per_video!r}")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min!r}")
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter!r}")
+        if not 0 <= self.segment_margin_frac < 0.5:
+            raise ValueError(f"segment_margin_frac must be in [0, 0.5), got {self.segment_margin_frac!r}")
 
 
 @dataclass
@@ -131,6 +145,10 @@ class LoFiStageConfig:
     encoder_lr_scale: float = 1.0  # the encoder learns at this times optim.lr (the fresh head at optim.lr)
     frozen_bn: bool = False  # the encoder's BatchNorm statistics and affines stay as stage 1 left them
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.encoder_lr_scale, (int, float)) and self.encoder_lr_scale > 0):
+            raise ValueError(f"encoder_lr_scale must be > 0, got {self.encoder_lr_scale!r}")
 
 
 @dataclass

@@ -140,3 +140,12 @@ def test_cli_demo_generates_checks_and_runs_the_three_stages(tmp_path, capsys):
                  "stage1_pretrain/curves.png", "stage2_lofi/latest.pt", "stage2_lofi/metrics.jsonl",
                  "stage3_head_lofi/metrics.json", "stage3_head_frozen/predictions.json"):
         assert (run / name).is_file(), name
+
+
+def test_cli_demo_refuses_a_dataset_made_with_other_settings(tmp_path, capsys):
+    data = tmp_path / "demo" / "synthetic"
+    data.mkdir(parents=True)
+    (data / "annotations.json").write_text("{}")
+    (data / "synthetic.json").write_text(json.dumps({"generator_version": 1, "config": {"num_videos": 4}}))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--videos", "4", "-q"]) == 2
+    assert "other settings" in capsys.readouterr().err

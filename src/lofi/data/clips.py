@@ -99,8 +99,14 @@ class DecodedFrames:
 def decode_all_frames(path: str | os.PathLike, *, short_side_px: int, threads: int = 1) -> DecodedFrames:
     """Decode the whole video once (one forward pass), resized so that its short side is ``short_side_px``."""
     info = probe_video(path)
-    spec = SnippetSpec(num_snippets=max(1, info.num_frames), short_side_px=short_side_px)
-    sampled = sample_snippets_between(path, spec, keep_full_frame=True, info=info, threads=threads)
+    num_frames = max(1, info.num_frames)
+    # one snippet per frame, centred in frame k's display span [k / fps, (k + 1) / fps), the span DecodedFrames.at
+    # looks up; the end is clamped to the stream (a frame count estimated from the duration may overshoot it)
+    end_sec = min(num_frames / info.fps, info.duration_sec)
+    num_frames = max(1, min(num_frames, int(round(end_sec * info.fps))))
+    spec = SnippetSpec(num_snippets=num_frames, short_side_px=short_side_px)
+    sampled = sample_snippets_between(path, spec, end_sec=num_frames / info.fps, keep_full_frame=True, info=info,
+                                      threads=threads)
     frames = sampled.frames[:, 0].permute(0, 2, 3, 1).contiguous()  # [N, 1, 3, H, W] -> [N, H, W, 3]
     return DecodedFrames(frames=frames, fps=info.fps, duration_sec=info.duration_sec)
 
@@ -199,7 +205,10 @@ class ClipDataset(VideoFileDataset):
         items = []
         for r, clip in enumerate(self.clips):
             n = self.clips_per_range
-            if balance:
+            no_room = self.clip_sec is None or self.clip_sec >= clip.end_sec - clip.start_sec
+            if not self.augment and no_room:
+                n = 1  # evaluation: every clip of such a range would be the same clip
+            elif balance:
                 share = len(self.clips) / (len(per_class) * per_class[clip.label])
                 n = max(1, int(round(self.clips_per_range * share)))
             items.extend((r, k, n) for k in range(n))

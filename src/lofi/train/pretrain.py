@@ -109,7 +109,8 @@ def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
     trainer = Trainer(model=model, optimizer=optimizer,
                       scheduler=build_scheduler(optimizer, stage.optim, steps_per_epoch=len(sampler)),
                       loss_fn=loss_fn, batches=batch_source(IndexKeyed(train_set), sampler, collate_clips,
-                                                            num_workers=config.data.num_workers,
+                                                            num_workers=0 if stage.preload_frames
+                                                            else config.data.num_workers,
                                                             device=context.device, seed=config.seed),
                       steps_per_epoch=len(sampler), run_dir=out_dir, config=loop_config(stage.optim, seed=config.seed),
                       device=context.device, progress=context.progress, on_epoch_end=on_epoch_end)

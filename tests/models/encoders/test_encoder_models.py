@@ -112,3 +112,21 @@ def test_tsm_rejects_unknown_depth_and_bad_shift_div():
         TSMResNet(depth=101)
     with pytest.raises(ValueError, match="shift_div"):
         TSMResNet(shift_div=1)
+
+
+def test_width_and_stem_pool_options():
+    from lofi.models.encoders.tsm_resnet import tsm_resnet18_slim
+
+    slim = tsm_resnet18_slim()
+    assert slim.feature_dim == 128 and slim.conv1.out_channels == 16 and slim.layer4[0].conv1.out_channels == 128
+    full = tsm_resnet18()
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in full.parameters()) / 12
+    # the same parameters with and without the stem's max-pool; without it, layer 1 sees twice the resolution
+    no_pool = tsm_resnet18_slim(stem_pool=False)
+    assert [n for n, _ in no_pool.named_parameters()] == [n for n, _ in slim.named_parameters()]
+    x = torch.randn(1, 3, 64, 64)
+    assert slim._stem(x).shape[-1] == 16 and no_pool._stem(x).shape[-1] == 32
+    frames = torch.randn(2, 3, 2, 3, 64, 64)  # [B, T, F, 3, H, W]
+    assert no_pool(frames).shape == slim(frames).shape == (2, 128, 3)
+    with pytest.raises(ValueError, match="width"):
+        TSMResNet(width=0.3)

@@ -93,6 +93,7 @@ class SyntheticConfig:
               f"videos of {self.video_duration_sec[0]} s cannot hold one action and its gaps "
               f"({shortest_instance + 2 * self.gap_sec[0]:.1f} s)")
         check(self.boundary_cue_px >= 0, "boundary_cue_px must be >= 0")
+        check(self.shape_cue_aspect >= 1, f"shape_cue_aspect must be >= 1 (an axis ratio), got {self.shape_cue_aspect}")
         check(0 <= self.crf <= 51, "crf must be in 0..51")
 
     @classmethod
