@@ -66,8 +66,7 @@ def augment_clip(frames: torch.Tensor, *, size_px: int, augment: ClipAugment | N
     scale = augment.crop_scale if augment is not None else (1.0, 1.0)
     y, x, side = crop_box(height, width, scale=scale, random=random, generator=generator)
     clip = frames[:, :, y:y + side, x:x + side].reshape(t * f, side, side, 3).permute(0, 3, 1, 2)  # [N, 3, s, s]
-    changed = side != size_px
-    if changed:
+    if side != size_px:
         clip = F.interpolate(clip.float(), size=(size_px, size_px), mode="bilinear", antialias=True,
                              align_corners=False)
     if random:
@@ -84,8 +83,7 @@ def augment_clip(frames: torch.Tensor, *, size_px: int, augment: ClipAugment | N
             clip = gray + (clip - gray) * saturation
             clip = (clip - clip.mean()) * contrast + clip.mean()
             clip = clip * brightness
-            changed = True
-    if changed or clip.dtype != torch.uint8:
+    if clip.dtype != torch.uint8:  # resized or colour-jittered in float
         clip = clip.round().clamp(0, 255).to(torch.uint8)
     out = clip.reshape(t, f, 3, size_px, size_px)
     return out.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # [T, F, 3, S, S], channels-last memory

@@ -38,19 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TypedDict
 
-import torch
-
 import numpy as np
+import torch
 
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.augment import ClipAugment, augment_clip
 from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
-from lofi.data.sampling import (
-    SnippetSpec,
-    frame_indices_for_cfr,
-    sample_snippets_between,
-    snippet_times_sec,
-)
+from lofi.data.sampling import SnippetSpec, frame_indices_for_cfr, range_times_sec, sample_snippets_between
 from lofi.data.video import VideoReadError, find_video_files, probe_video
 from lofi.data.windows import label_indices
 
@@ -205,8 +199,7 @@ class ClipDataset(VideoFileDataset):
         items = []
         for r, clip in enumerate(self.clips):
             n = self.clips_per_range
-            no_room = self.clip_sec is None or self.clip_sec >= clip.end_sec - clip.start_sec
-            if not self.augment and no_room:
+            if not self.augment and self._room_sec(clip) == 0:
                 n = 1  # evaluation: every clip of such a range would be the same clip
             elif balance:
                 share = len(self.clips) / (len(per_class) * per_class[clip.label])
@@ -217,14 +210,19 @@ class ClipDataset(VideoFileDataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _room_sec(self, clip: ClipRange) -> float:
+        """How far a sub-clip can move inside ``clip``: 0 when it spans the whole range."""
+        if self.clip_sec is None:
+            return 0.0
+        return max(0.0, (clip.end_sec - clip.start_sec) - self.clip_sec)
+
     def sub_range(self, index: int, generator: torch.Generator | None) -> tuple[float, float]:
         """The ``[start_sec, end_sec)`` of item ``index`` (see the module's sub-clip rule)."""
         range_index, k, n = self.items[index]
         clip = self.clips[range_index]
-        length = clip.end_sec - clip.start_sec
-        if self.clip_sec is None or self.clip_sec >= length:
+        room = self._room_sec(clip)
+        if room == 0:
             return clip.start_sec, clip.end_sec
-        room = length - self.clip_sec
         if generator is not None:
             offset = room * float(torch.rand((), generator=generator))
         else:
@@ -242,12 +240,8 @@ class ClipDataset(VideoFileDataset):
         if decoded is None:
             decoded = decode_all_frames(path, short_side_px=self.frame_size_px, threads=self.threads)
             self._decoded[video_id] = decoded
-        stop_sec = min(end_sec, decoded.duration_sec)
-        if not stop_sec > start_sec:
-            raise VideoReadError(path, f"time range [{start_sec:.3f}, {end_sec}] s lies outside the video "
-                                       f"({decoded.duration_sec:.3f} s)")
-        times = snippet_times_sec(stop_sec - start_sec, decoded.fps, self.spec) + start_sec  # [T, F]
-        times = np.clip(times, 0.0, max(0.0, decoded.duration_sec - 1.0 / decoded.fps))
+        times = range_times_sec(self.spec, start_sec=start_sec, end_sec=end_sec, duration_sec=decoded.duration_sec,
+                                fps=decoded.fps, path=path)  # [T, F]
         return decoded.at(times)  # [T, F, H, W, 3]
 
     def __getitem__(self, index: int) -> ClipItem | None:

@@ -319,6 +319,19 @@ def _sample_open(container: av.container.InputContainer, path: str | os.PathLike
                               seek_gap_sec=seek_gap_sec, threads=threads)
 
 
+def range_times_sec(spec: SnippetSpec, *, start_sec: float, end_sec: float | None, duration_sec: float, fps: float,
+                    path: str | os.PathLike) -> np.ndarray:
+    """The requested times ``[T, F]`` of ``spec``'s snippets spread over ``[start_sec, end_sec)`` of a video of
+    ``duration_sec`` (rules in :func:`sample_snippets_between`); ``VideoReadError`` naming ``path`` when the range
+    lies outside the video."""
+    stop_sec = duration_sec if end_sec is None else min(end_sec, duration_sec)
+    if not stop_sec > start_sec:
+        raise VideoReadError(path, f"time range [{start_sec:.3f}, {end_sec}] s lies outside the video "
+                                   f"({duration_sec:.3f} s)")
+    times = snippet_times_sec(stop_sec - start_sec, fps, spec) + start_sec  # [T, F]
+    return np.clip(times, 0.0, max(0.0, duration_sec - 1.0 / fps))
+
+
 def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start_sec: float = 0.0,
                             end_sec: float | None = None, generator: torch.Generator | None = None,
                             keep_full_frame: bool = False, info: VideoInfo | None = None,
@@ -346,12 +359,8 @@ def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start
     try:
         if info is None:
             info = probe_container(container, path)
-        stop_sec = info.duration_sec if end_sec is None else min(end_sec, info.duration_sec)
-        if not stop_sec > start_sec:
-            raise VideoReadError(path, f"time range [{start_sec:.3f}, {end_sec}] s lies outside the video "
-                                       f"({info.duration_sec:.3f} s)")
-        times = snippet_times_sec(stop_sec - start_sec, info.fps, spec) + start_sec  # [T, F]
-        times = np.clip(times, 0.0, max(0.0, info.duration_sec - 1.0 / info.fps))
+        times = range_times_sec(spec, start_sec=start_sec, end_sec=end_sec, duration_sec=info.duration_sec,
+                                fps=info.fps, path=path)  # [T, F]
         return _sample_times_open(container, path, spec, times, info=info, generator=generator,
                                   keep_full_frame=keep_full_frame, seek_gap_sec=seek_gap_sec, threads=threads)
     except av.FFmpegError as exc:
