@@ -106,6 +106,7 @@ def _load_run_config(args: argparse.Namespace):
 def _cmd_stage(args: argparse.Namespace) -> int:
     from lofi.config import ConfigError
     from lofi.train import commands
+    from lofi.train.run_lock import FolderBusyError
 
     try:
         config = _load_run_config(args)
@@ -115,14 +116,15 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         elif args.command == "train":
             print(f"stage 2 encoder: {commands.train(config, encoder_weights=args.encoder_weights, resume=resume)}")
         elif args.command == "extract":
-            print(f"features: {commands.extract(config, encoder_weights=args.encoder_weights, out=args.out)}")
+            features = commands.extract(config, encoder_weights=args.encoder_weights, out=args.out, resume=resume)
+            print(f"features: {features}")
         elif args.command == "train-head":
             stage = commands.train_head(config, features=args.features, out=args.out, resume=resume)
             print(stage.result.format())
             print(f"head: {stage.head_path}; predictions: {stage.predictions_path}")
         else:
             commands.run(config, resume=resume, baseline=not args.no_baseline)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, FolderBusyError) as exc:
         print(f"lofi {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -23,4 +23,4 @@ def test_train_head_needs_features(tmp_path, capsys):
     argv = ["train-head", "synthetic", "--features", str(tmp_path / "features"), "-o", f"data.annotations={annotations}",
             "-o", f"out_dir={tmp_path}"]
     assert main(argv) == 2
-    assert "no feature file" in capsys.readouterr().err
+    assert "features folder not found" in capsys.readouterr().err

@@ -60,9 +60,11 @@ def _epoch_losses(stage_dir: Path) -> list[float]:
 def test_three_stages_end_to_end(dataset, tmp_path):
     torch.set_num_threads(1)
     context = make_context(_config(dataset, tmp_path), progress=False)
-    assert (context.run_dir / "config.yaml").is_file()
+    assert not context.run_dir.exists()  # nothing is written before a stage starts for real
 
     stage1 = run_pretrain(context)
+    for name in ("config.yaml", "identity.json", "encoder.pt"):  # the config beside the outputs it made
+        assert (stage1.parent / name).is_file(), name
     losses = _epoch_losses(stage1.parent)
     assert len(losses) == 4 and losses[-1] < losses[0]
 
@@ -77,7 +79,7 @@ def test_three_stages_end_to_end(dataset, tmp_path):
     stage2_sha = _sha256(stage2)
     features = extract_features(context, encoder_weights=stage2, features_dir=tmp_path / "features")
     files = sorted(features.glob("*.pt"))
-    assert len(files) == len(context.annotations)
+    assert len(files) == len(context.annotations) and (features / "identity.json").is_file()
     feats, meta = read_features(files[0])
     assert feats.shape == (512, 12) and meta["num_snippets"] == 12 and meta["encoder_weights"] == str(stage2)
     assert all(read_features(f)[1]["encoder_weights_sha256"] == stage2_sha[:16] for f in files)  # that file
@@ -121,3 +123,32 @@ def test_a_stage_run_twice_gives_the_same_weights(dataset, tmp_path):
         context = make_context(_config(dataset, tmp_path / name, "pretrain.optim.epochs=1"), progress=False)
         weights.append(torch.load(run_pretrain(context), weights_only=True))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_rerun_reuses_finished_stages_and_refuses_changed_ones(dataset, tmp_path, capsys):
+    """`lofi run` again with the head's lr changed: stages 1, 2 and extraction are reused (they say so), the head
+    stage is refused with the key that changed; with stage 1's lr changed, stage 1 is refused before any work."""
+    from lofi.train.pipeline import run_all
+    from lofi.train.run_identity import RunMismatchError
+
+    torch.set_num_threads(1)
+    short = ("pretrain.optim.epochs=1", "train.optim.epochs=1", "head.optim.epochs=1")
+    run_all(make_context(_config(dataset, tmp_path, *short), progress=False), baseline=False)
+    run_dir = tmp_path / "tiny"
+    encoder_sha = _sha256(run_dir / "stage1_pretrain" / "encoder.pt")
+    metrics = (run_dir / "stage3_head_lofi" / "metrics.json").read_text()
+    capsys.readouterr()
+
+    changed_head = make_context(_config(dataset, tmp_path, *short, "head.optim.lr=0.05"), progress=False)
+    with pytest.raises(RunMismatchError, match=r"head\.optim\.lr: 0\.003 -> 0\.05"):
+        run_all(changed_head, baseline=False)
+    err = capsys.readouterr().err
+    assert "stage1_pretrain: already trained" in err and "stage2_lofi: already trained" in err
+    assert "features_lofi: features of these settings are there already" in err
+    assert (run_dir / "stage3_head_lofi" / "metrics.json").read_text() == metrics
+
+    changed_stage1 = make_context(_config(dataset, tmp_path, *short, "pretrain.optim.lr=0.5"), progress=False)
+    with pytest.raises(RunMismatchError, match=r"pretrain\.optim\.lr: 0\.001 -> 0\.5"):
+        run_all(changed_stage1, baseline=False)
+    assert _sha256(run_dir / "stage1_pretrain" / "encoder.pt") == encoder_sha
+    assert "lr: 0.001" in (run_dir / "stage1_pretrain" / "config.yaml").read_text()

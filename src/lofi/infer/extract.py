@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from lofi.train.distributed import barrier
 from lofi.train.fidelity import Fidelity
 from lofi.train.lofi_stage import frame_cache
 from lofi.train.pretrain import build_encoder
+from lofi.train.run_identity import mark_complete, weights_input
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +34,28 @@ def _digest(path: str | Path) -> str:
 
 @torch.no_grad()
 def extract_features(context: RunContext, *, encoder_weights: str | Path | None, features_dir: str | Path,
-                     subsets: tuple[str, ...] | None = None) -> Path:
-    """Write the features of every video of ``subsets`` (default: the training and evaluation subsets)."""
-    config = context.config
-    subsets = subsets or (config.data.train_subset, config.data.val_subset)
+                     subsets: tuple[str, ...] | None = None, resume: bool = True) -> Path:
+    """Write the features of every video of ``subsets`` (default: the training and evaluation subsets) into
+    ``features_dir``; with ``resume``, a folder that holds the finished features of the same settings is reused
+    (see :mod:`lofi.train.run_identity`)."""
     out = Path(features_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    subsets = subsets or (context.config.data.train_subset, context.config.data.val_subset)
+    with context.guard(out, "extract", inputs={**context.data_inputs(), **weights_input(encoder_weights),
+                                                "subsets": ",".join(subsets)}, resume=resume) as start:
+        if start.complete:
+            if context.is_main:
+                print(f"{out}: features of these settings are there already; reusing them (--no-resume: extract "
+                      f"again)", file=sys.stderr)
+            return out
+        _extract(context, encoder_weights=encoder_weights, out=out, subsets=subsets)
+        if context.is_main:
+            mark_complete(out)
+        barrier()
+    return out
+
+
+def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Path, subsets: tuple[str, ...]) -> None:
+    config = context.config
     full = Fidelity("full", config.fidelity.num_snippets, config.fidelity.frame_size_px)
     videos = context.annotations.subset(*subsets)
     dataset = VideoWindowDataset(annotations=videos, videos_dir=config.data.videos, classes=context.classes,
@@ -66,4 +84,3 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
     for video_id, reason in dataset.skipped:
         logger.warning("extract: skipped %s: %s", video_id, reason)
     barrier()  # every process's files are written before anyone reads them
-    return out

@@ -54,14 +54,15 @@ def train(config: RunConfig, *, encoder_weights: str | None = None, resume: bool
         return run_lofi(context, encoder_weights=weights, resume=resume)
 
 
-def extract(config: RunConfig, *, encoder_weights: str | None = None, out: str | None = None) -> Path:
+def extract(config: RunConfig, *, encoder_weights: str | None = None, out: str | None = None,
+            resume: bool = True) -> Path:
     from lofi.infer.extract import extract_features
 
     with run_context(config) as context:
         weights = Path(encoder_weights) if encoder_weights else previous_encoder(context, STAGE2_ENCODER,
                                                                                  STAGE1_ENCODER)
         return extract_features(context, encoder_weights=weights,
-                                features_dir=Path(out) if out else context.run_dir / "features")
+                                features_dir=Path(out) if out else context.run_dir / "features", resume=resume)
 
 
 def train_head(config: RunConfig, *, features: str, out: str | None = None, resume: bool = True):
@@ -145,5 +146,6 @@ def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Se
               f"{config.model.encoder} + {config.model.head}, full fidelity {config.fidelity.num_snippets} x "
               f"{config.fidelity.frame_size_px}^2, stage 2 in mode {config.fidelity.mode}; {minutes:.1f} min")
         print(comparison_table(results))
-        print(f"run directory: {context.run_dir} (config.yaml, stage checkpoints, metrics, comparison.png)")
+        print(f"run directory: {context.run_dir} (a folder per stage with its config.yaml, checkpoints and metrics; "
+              f"comparison.png)")
     return 0

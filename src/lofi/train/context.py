@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ContextManager
 
 import torch
 import torch.distributed as dist
 
-from lofi.config import OptimConfig, RunConfig, save_config
+from lofi.config import OptimConfig, RunConfig
 from lofi.data.annotations import AnnotationSet
 from lofi.data.formats import load_annotations
 from lofi.train.builders import resolve_device
+from lofi.train.distributed import barrier
+from lofi.train.run_identity import StageStart, dataset_inputs, stage_guard, stage_identity
+
+#: What a mismatch message offers besides ``--no-resume`` for folders inside the run directory.
+RUN_DIR_HINT = "run in another folder (-o out_dir=DIR or -o name=NAME)"
+OUT_HINT = "write to another folder (--out DIR)"
 
 
 @dataclass
@@ -50,6 +58,20 @@ class RunContext:
                              f"({self.world_size} x {optim.grad_accum_steps})")
         return share
 
+    def data_inputs(self, *, videos: bool = True) -> dict[str, str]:
+        """Digests of the annotations and (``videos``) of the training and evaluation videos' files."""
+        data = self.config.data
+        ids = [v.video_id for v in self.annotations.subset(data.train_subset, data.val_subset)] if videos else None
+        return dataset_inputs(self.config, ids)
+
+    def guard(self, folder: Path, stage: str, *, inputs: dict[str, str], resume: bool) -> ContextManager[StageStart]:
+        """:func:`~lofi.train.run_identity.stage_guard` for ``stage`` in ``folder``: the folder's lock, and its
+        results checked against (or replaced by) this config's identity; every process waits until it is ready."""
+        identity = stage_identity(stage, self.config, inputs)
+        inside = Path(os.path.abspath(folder)).is_relative_to(os.path.abspath(self.run_dir))
+        return stage_guard(folder, identity, self.config, resume=resume, is_main=self.is_main,
+                           new_folder_hint=RUN_DIR_HINT if inside else OUT_HINT, sync=barrier)
+
     def stage_dir(self, name: str) -> Path:
         path = self.run_dir / name
         if self.is_main:
@@ -59,16 +81,13 @@ class RunContext:
 
 def make_context(config: RunConfig, *, progress: bool = True) -> RunContext:
     """Load the annotations (a bad entry is an error naming it, unless ``data.on_error`` is ``skip``), resolve
-    the device, read the rank from torch.distributed, and save the resolved config in the run directory."""
+    the device and read the rank from torch.distributed. Nothing is written: each stage records its config beside
+    its outputs when it starts for real (:meth:`RunContext.guard`)."""
     device = resolve_device(config.device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", torch.cuda.current_device())
     loaded = load_annotations(config.data.annotations, format=config.data.format,
                               on_invalid="skip" if config.data.on_error == "skip" else "raise")
-    context = RunContext(config=config, run_dir=config.run_dir, device=device, annotations=loaded.annotations,
-                         rank=rank, world_size=world, progress=progress and rank == 0)
-    if context.is_main:
-        context.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, context.run_dir / "config.yaml")
-    return context
+    return RunContext(config=config, run_dir=config.run_dir, device=device, annotations=loaded.annotations,
+                      rank=rank, world_size=world, progress=progress and rank == 0)

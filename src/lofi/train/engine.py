@@ -23,6 +23,7 @@ import dataclasses
 import gc
 import math
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -237,6 +238,8 @@ class Trainer:
         state = self._restore() if resume else None
         if state is None:
             seed_everything(self.config.seed + D.rank())
+        elif self.is_main:
+            print(self._resume_message(), file=sys.stderr, flush=True)
         self.log = MetricsLog(self.run_dir, keep_records=0 if state is None else state["metrics_records"],
                               enabled=self.is_main)
         total = self.config.epochs * self.optimizer_steps_per_epoch
@@ -252,6 +255,15 @@ class Trainer:
             plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
         self._release_ddp()
         return dict(self.last_epoch_record)
+
+    def _resume_message(self) -> str:
+        total = self.config.epochs * self.optimizer_steps_per_epoch
+        if self.epoch >= self.config.epochs:
+            return (f"{self.run_dir}: already trained ({self.config.epochs} epochs, {self.global_step} steps, "
+                    f"{self.resumed_from.name}); reusing it (--no-resume: train again)")
+        where = f"epoch {self.epoch + 1} of {self.config.epochs}" + (
+            f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
+        return f"{self.run_dir}: resuming from {self.resumed_from.name} at step {self.global_step} of {total} ({where})"
 
     def _release_ddp(self) -> None:
         """Drop the DDP wrapper once training is over: its reducer must be destroyed before the process group,

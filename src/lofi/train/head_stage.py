@@ -31,6 +31,7 @@ from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 from lofi.train.predict import finish_predictions, predict_features, write_raw
 from lofi.train.pretrain import loop_config
+from lofi.train.run_identity import features_input
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,16 @@ def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDa
 def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: str | Path,
                    resume: bool = True, eval_every_epochs: int = 5) -> HeadStageResult:
     """Train a head from scratch on ``features_dir`` and evaluate it; everything goes to ``out_dir``."""
-    config, optim = context.config, context.config.head.optim
     features_dir, out = Path(features_dir), Path(out_dir)
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    if not features_dir.is_dir():
+        raise FileNotFoundError(f"{features_dir}: features folder not found; run `lofi extract` first")
+    with context.guard(out, "head", inputs={**context.data_inputs(videos=False), **features_input(features_dir)}, resume=resume):
+        return _train_and_evaluate(context, features_dir, out, resume=resume, eval_every_epochs=eval_every_epochs)
+
+
+def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, resume: bool,
+                        eval_every_epochs: int) -> HeadStageResult:
+    config, optim = context.config, context.config.head.optim
     train_videos = _with_features(context.subset(config.data.train_subset), features_dir, what="training")
     val_videos = _with_features(context.subset(config.data.val_subset), features_dir, what="evaluation")
     train_set = FeatureDataset(features_dir=features_dir, annotations=train_videos, classes=context.classes)

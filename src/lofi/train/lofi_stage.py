@@ -22,6 +22,7 @@ from lofi.train.engine import Trainer, seed_everything
 from lofi.train.fidelity import Fidelity, FidelitySchedule
 from lofi.train.loaders import batch_source
 from lofi.train.pretrain import build_encoder, loop_config, save_encoder
+from lofi.train.run_identity import weights_input
 
 STAGE_DIR = "stage2_lofi"
 
@@ -63,8 +64,14 @@ def build_detector(context: RunContext, encoder_weights: str | Path | None) -> D
 
 def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume: bool = True) -> Path:
     """Train stage 2 from ``encoder_weights`` (stage 1's, or any checkpoint) and return the tuned encoder's path."""
+    out_dir = context.run_dir / STAGE_DIR
+    with context.guard(out_dir, "lofi", inputs={**context.data_inputs(), **weights_input(encoder_weights)},
+                       resume=resume):
+        return _train(context, out_dir, encoder_weights=encoder_weights, resume=resume)
+
+
+def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | None, resume: bool) -> Path:
     config, optim = context.config, context.config.train.optim
-    out_dir = context.stage_dir(STAGE_DIR)
     schedule = fidelity_schedule(context)
     fidelities = schedule.fidelities
     dataset = VideoWindowDataset(annotations=context.subset(config.data.train_subset), videos_dir=config.data.videos,

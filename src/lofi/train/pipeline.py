@@ -34,13 +34,15 @@ def run_all(context: RunContext, *, resume: bool = True, baseline: bool = True) 
     acp = run_pretrain(context, resume=resume) if config.pretrain.enabled else config.model.encoder_weights
     results: list[PathResult] = []
     if baseline or not config.train.enabled:
-        features = extract_features(context, encoder_weights=acp, features_dir=context.run_dir / "features_frozen")
+        features = extract_features(context, encoder_weights=acp, features_dir=context.run_dir / "features_frozen",
+                                    resume=resume)
         stage = run_head_stage(context, features_dir=features, out_dir=context.run_dir / "stage3_head_frozen",
                                resume=resume)
         results.append(PathResult("frozen stage-1 encoder", str(acp) if acp else None, stage.result))
     if config.train.enabled:
         tuned = run_lofi(context, encoder_weights=acp, resume=resume)
-        features = extract_features(context, encoder_weights=tuned, features_dir=context.run_dir / "features_lofi")
+        features = extract_features(context, encoder_weights=tuned, features_dir=context.run_dir / "features_lofi",
+                                    resume=resume)
         stage = run_head_stage(context, features_dir=features, out_dir=context.run_dir / "stage3_head_lofi",
                                resume=resume)
         results.append(PathResult(f"LoFi ({config.fidelity.mode}) encoder", str(tuned), stage.result))

@@ -24,6 +24,7 @@ from lofi.train.context import RunContext
 from lofi.train.distributed import barrier
 from lofi.train.engine import TrainLoopConfig, Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
+from lofi.train.run_identity import weights_input
 
 STAGE_DIR = "stage1_pretrain"
 
@@ -82,7 +83,15 @@ def clip_accuracy(model: ClipClassifier, dataset: ClipDataset, *, device: torch.
 def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
     """Train stage 1 and return the path of the encoder's weights."""
     config, stage = context.config, context.config.pretrain
-    out_dir = context.stage_dir(STAGE_DIR)
+    out_dir = context.run_dir / STAGE_DIR
+    weights = config.model.encoder_weights
+    with context.guard(out_dir, "pretrain", inputs={**context.data_inputs(), **weights_input(weights)},
+                       resume=resume):
+        return _train(context, out_dir, resume=resume)
+
+
+def _train(context: RunContext, out_dir: Path, *, resume: bool) -> Path:
+    config, stage = context.config, context.config.pretrain
     train_set = _clip_dataset(context, config.data.train_subset, augment=True)
     val_set = _clip_dataset(context, config.data.val_subset, augment=False)
     num_outputs = len(context.classes) + (1 if stage.background else 0)
