@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from _videos import write_empty_video, write_text_as_video, write_video
+from _videos import write_audio_only, write_cut_video, write_empty_video, write_text_as_video, write_video
 
 from lofi.cli import main
 
@@ -68,3 +69,49 @@ def test_clean_dataset_exits_zero(tmp_path, videos, capsys):
 def test_missing_annotation_file_is_a_usage_error(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path / "nope.json")]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_a_video_cut_in_half_exits_non_zero_naming_file_and_time(tmp_path, capsys):
+    """The header says 21 s, the bytes stop half way: only decoding to the end finds it."""
+    path = _annotations(tmp_path, duration="21.0")
+    write_cut_video(tmp_path / "videos" / "v1.mp4", duration_sec=21.0, keep_fraction=0.5)
+    assert main(["data", "check", str(path), "--videos", str(tmp_path / "videos")]) == 1
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "error" in line)
+    match = re.search(r"v1\.mp4: video 'v1': error: truncated or corrupt: frames stop at (\d+\.\d) s of 21\.0 s", line)
+    assert match is not None and 7.0 < float(match[1]) < 14.0, out
+    assert "1 error, 0 warnings" in out
+
+
+def test_a_file_without_video_stream_exits_non_zero(tmp_path, capsys):
+    path = _annotations(tmp_path)
+    write_audio_only(tmp_path / "videos" / "v1.mkv")
+    assert main(["data", "check", str(path), "--videos", str(tmp_path / "videos")]) == 1
+    assert "v1.mkv: video 'v1': error: cannot read the video file: has no video stream" in capsys.readouterr().out
+
+
+def _empty_dataset(tmp_path: Path, kind: str) -> Path:
+    if kind == "activitynet":
+        path = tmp_path / "gt.json"
+        path.write_text('{"version": "1.3", "taxonomy": [], "database": {}}')
+    elif kind == "csv":
+        path = tmp_path / "gt.csv"
+        path.write_text("video,start,end,label,subset\n\n")
+    elif kind == "thumos14 folder":
+        path = tmp_path / "annotation"
+        path.mkdir()
+    else:  # thumos14 files without a line
+        path = tmp_path / "annotation"
+        path.mkdir()
+        (path / "HighJump_val.txt").write_text("\n\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["activitynet", "csv", "thumos14 folder", "thumos14 files"])
+def test_an_empty_dataset_exits_non_zero_naming_the_file(kind, tmp_path, capsys):
+    path = _empty_dataset(tmp_path, kind)
+    (tmp_path / "videos").mkdir()
+    assert main(["data", "check", str(path), "--videos", str(tmp_path / "videos")]) == 1
+    errors = [line for line in capsys.readouterr().out.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: error: ")
+    assert "no <Class>_val.txt" in errors[0] if kind == "thumos14 folder" else "no video in this dataset" in errors[0]

@@ -278,7 +278,8 @@ def test_classes_include_taxonomy_leaves(tmp_path: Path) -> None:
         "v1": {"subset": "training", "duration": 10, "annotations": [{"segment": [1, 2], "label": "Long jump"},
                                                                      {"segment": [3, 4], "label": "Zumba"}]}}}))
     assert load_annotations(path).annotations.classes == ("Archery", "Long jump", "Zumba")
-    path = _write(tmp_path, json.dumps({"taxonomy": "none", "database": {}}), "bad_taxonomy.json")
+    path = _write(tmp_path, json.dumps({"taxonomy": "none", "database": {"v1": {"subset": "training"}}}),
+                  "bad_taxonomy.json")
     result = load_annotations(path)
     assert [p.severity for p in result.problems] == ["warning"] and "'taxonomy'" in str(result.problems[0])
 
@@ -340,3 +341,22 @@ def test_every_reader_takes_as_annotated(tmp_path: Path, name: str) -> None:
         (path / "Jump_val.txt").write_text("video_validation_1 1.0 2.0\nvideo_validation_1 1.0 2.0\n")
     assert [len(v.segments) for v in load_annotations(path, format=name).annotations] == [1]
     assert [len(v.segments) for v in load_annotations(path, format=name, as_annotated=True).annotations] == [2]
+
+
+def test_an_empty_database_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, '{"version": "VERSION 1.3", "taxonomy": [], "database": {}}')
+    with pytest.raises(AnnotationError, match="no video in this dataset: 'database' is empty") as raised:
+        load_annotations(path)
+    assert [str(p) for p in raised.value.problems] == [
+        f"{path}: error: no video in this dataset: 'database' is empty; an annotation file must list at least one "
+        f"video"]
+    result = load_annotations(path, on_invalid="skip")
+    assert len(result.annotations) == 0 and [p.severity for p in result.problems] == ["error"]
+
+
+def test_any_reader_that_finds_no_video_gives_the_error(tmp_path: Path, monkeypatch) -> None:
+    """load_annotations says so itself for a format whose reader does not (a reader added later, say)."""
+    monkeypatch.setitem(FORMATS, "quiet", lambda path, as_annotated=False: (AnnotationSet.from_videos([]), []))
+    path = _write(tmp_path, "{}", "quiet.json")
+    with pytest.raises(AnnotationError, match="no video in this dataset: the quiet reader found none"):
+        load_annotations(path, format="quiet")

@@ -121,3 +121,13 @@ def test_empty_file_and_blank_lines(tmp_path: Path) -> None:
         load_annotations(path)
     path = _write(tmp_path, "\ufeffvideo,start,end,label\n\nv1,1,2,a\n,,,\n")
     assert load_annotations(path).annotations["v1"].segments == (Segment(1.0, 2.0, "a"),)
+
+
+@pytest.mark.parametrize("text", ["video,start,end,label\n", "video,start,end,label,subset\n\n ,  ,\n"])
+def test_a_header_without_rows_is_an_error(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(AnnotationError) as raised:
+        load_annotations(path)
+    problem = _one(raised.value.problems, severity="error", contains="no video in this dataset: a header and no rows",
+                   source=str(path), video=None)
+    assert problem.source == str(path)

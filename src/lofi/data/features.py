@@ -1,10 +1,14 @@
 """Stage 3 data: per-video feature files written by the frozen encoder, and a dataset of them for the head.
 
-A feature file ``<features_dir>/<video_id>.pt`` holds ``{"features": [D, L] tensor, "video_id": str,
+A feature file ``<features_dir>/<stem>.pt`` holds ``{"features": [D, L] tensor, "video_id": str,
 "meta": JSON string}``; it loads with ``torch.load(weights_only=True)``. ``meta`` is the configuration that made
 the features (encoder, checkpoint, fidelity, ...), JSON-serialisable; put ``duration_sec`` (the span the ``L``
 snippets cover, i.e. the video file's duration) in it so that :class:`FeatureDataset` turns segments into
 fractions of exactly that span (it falls back to the annotation's ``duration_sec``).
+
+``<stem>`` is :func:`lofi.io.safe_file_stem` of the video id (the id itself when it is made of ``[A-Za-z0-9._-]``).
+Readers also accept a file named by lofi 0.1.0.dev0 and earlier (other characters replaced by ``_``, no hash) when
+the id stored inside it is the one looked for; every file read must hold the id it is read for.
 """
 
 from __future__ import annotations
@@ -20,16 +24,37 @@ from torch.utils.data import Dataset
 
 from lofi.data.annotations import AnnotationSet
 from lofi.data.windows import label_indices, segment_fractions
-from lofi.io import atomic_torch_save
+from lofi.io import atomic_torch_save, safe_file_stem, stems_clash
 from lofi.models.heads.base import SegmentTargets
 
 FEATURE_SUFFIX = ".pt"
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_LEGACY_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")  # the naming of lofi 0.1.0.dev0 and earlier
 
 
 def feature_path(features_dir: str | os.PathLike, video_id: str) -> Path:
-    """Where the features of ``video_id`` live (characters unsafe in file names become ``_``)."""
-    return Path(features_dir) / f"{_UNSAFE_CHARS.sub('_', video_id)}{FEATURE_SUFFIX}"
+    """Where the features of ``video_id`` are written: ``<features_dir>/<safe_file_stem(video_id)>.pt``."""
+    return Path(features_dir) / f"{safe_file_stem(video_id)}{FEATURE_SUFFIX}"
+
+
+def _stored_video_id(path: Path) -> str | None:
+    """The id inside a feature file, or None when there is no readable one (reads no tensor data)."""
+    try:
+        video_id = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["video_id"]
+    except Exception:  # missing, not a zip archive, not a dict, no key: no id
+        return None
+    return video_id if isinstance(video_id, str) else None
+
+
+def find_feature_file(features_dir: str | os.PathLike, video_id: str) -> Path | None:
+    """The feature file of ``video_id``: :func:`feature_path`, else the name an older lofi gave it (other
+    characters replaced by ``_``) if that file holds ``video_id``; None when there is neither."""
+    path = feature_path(features_dir, video_id)
+    if path.is_file():
+        return path
+    legacy = Path(features_dir) / f"{_LEGACY_UNSAFE_CHARS.sub('_', video_id)}{FEATURE_SUFFIX}"
+    if legacy != path and legacy.is_file() and _stored_video_id(legacy) == video_id:
+        return legacy
+    return None
 
 
 def write_features(path: str | os.PathLike, features: torch.Tensor, *, video_id: str,
@@ -43,6 +68,11 @@ def write_features(path: str | os.PathLike, features: torch.Tensor, *, video_id:
         meta_json = json.dumps(dict(meta), sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: video {video_id!r}: meta must be JSON-serialisable ({exc})") from exc
+    stored_id = _stored_video_id(path) if path.exists() else None
+    if stored_id is not None and stems_clash(video_id, stored_id):
+        raise ValueError(f"{path}: holds the features of video {stored_id!r}, and {video_id!r} maps to the same file "
+                         f"(their names differ only in letter case, which this file system ignores); write the "
+                         f"features to a case-sensitive file system or rename one of the two videos")
     payload = {"features": features.detach().cpu().contiguous(), "video_id": video_id, "meta": meta_json}
     atomic_torch_save(payload, path)
 
@@ -82,12 +112,13 @@ class FeatureBatch(TypedDict):
 
 
 class FeatureDataset(Dataset):
-    """Features and ground truth of every video of ``annotations``, from ``features_dir/<video_id>.pt``.
+    """Features and ground truth of every video of ``annotations``, from ``features_dir/<stem>.pt``.
 
-    Raises ``FileNotFoundError`` when built if any video has no feature file (naming them), and ``ValueError``
-    naming the video when a file's ``[D, L]`` differs from the first video's, it holds another video's features,
-    or a video has no duration (neither ``meta["duration_sec"]`` nor the annotation's). Files are checked as they
-    are loaded (building reads only the first); :meth:`verify` checks them all at once.
+    Files are found by :func:`find_feature_file`. Raises ``FileNotFoundError`` when built if any video has no
+    feature file (naming the videos and the files expected), and ``ValueError`` naming the video when a file's
+    ``[D, L]`` differs from the first video's, it holds another video's features, or a video has no duration
+    (neither ``meta["duration_sec"]`` nor the annotation's). Files are checked as they are loaded (building reads
+    only the first); :meth:`verify` checks them all at once.
     """
 
     def __init__(self, *, features_dir: str | os.PathLike, annotations: AnnotationSet,
@@ -97,13 +128,15 @@ class FeatureDataset(Dataset):
         self.classes = tuple(classes)
         self.video_ids: list[str] = list(annotations.videos)
         self._label_to_index = label_indices(annotations, self.classes)
-        missing = [vid for vid in self.video_ids if not feature_path(self.features_dir, vid).is_file()]
+        found = {vid: find_feature_file(self.features_dir, vid) for vid in self.video_ids}
+        missing = [vid for vid, path in found.items() if path is None]
         if missing:
-            shown = ", ".join(repr(v) for v in missing[:5])
+            shown = ", ".join(f"{v!r} ({feature_path(self.features_dir, v).name})" for v in missing[:5])
             if len(missing) > 5:
                 shown += f" and {len(missing) - 5} more"
             raise FileNotFoundError(f"{self.features_dir}: no feature file for {len(missing)} of "
                                     f"{len(self.video_ids)} videos: {shown}; extract features for them first")
+        self._paths: dict[str, Path] = {vid: path for vid, path in found.items() if path is not None}
         self.shape: tuple[int, int] | None = None  # [D, L] of the first video
         if self.video_ids:
             self.shape = tuple(self[0]["features"].shape)  # type: ignore[assignment]
@@ -124,7 +157,7 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, index: int) -> FeatureItem:
         video_id = self.video_ids[index]
-        path = feature_path(self.features_dir, video_id)
+        path = self._paths[video_id]
         features, stored_id, meta = _read(path)
         if stored_id != video_id:
             raise ValueError(f"{path}: holds features of video {stored_id!r}, expected {video_id!r}")

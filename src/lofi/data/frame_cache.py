@@ -2,10 +2,11 @@
 
 A :class:`FrameCache` stores, per video, the ``L`` snippets of ``F`` frames of the *full* fidelity, resized so
 that their short side is ``short_side_px`` (the largest frame size any fidelity needs) and **not cropped** (the
-aspect ratio is kept, so random crops can still move along the long side). Storage is ``<video_id>.npy`` (uint8
-``[L, F, H, W, 3]``) next to a JSON sidecar ``<video_id>.json`` holding the spec, the source file's size and
-mtime, and the video's duration and fps. Both are written atomically (temp file + ``os.replace``, the ``.npy``
-first); an entry whose sidecar disagrees with the spec or the source file is decoded again.
+aspect ratio is kept, so random crops can still move along the long side). Storage is ``<stem>.npy`` (uint8
+``[L, F, H, W, 3]``) next to a JSON sidecar ``<stem>.json`` holding the video id, the spec, the source file's size
+and mtime, and the video's duration and fps; ``<stem>`` is :func:`lofi.io.safe_file_stem` of the video id. Both
+are written atomically (temp file + ``os.replace``, the ``.npy`` first); an entry whose sidecar disagrees with the
+id, the spec or the source file is decoded again.
 
 :func:`resample` derives a fidelity ``(L', S')`` from cached frames:
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,14 +40,12 @@ import torch.nn.functional as F
 
 from lofi.data.sampling import SnippetSpec, resized_size_px, sample_snippets_between
 from lofi.data.video import VideoReadError
-from lofi.io import atomic_write
+from lofi.io import atomic_write, safe_file_stem, stems_clash
 
 logger = logging.getLogger(__name__)
 
 #: Bumped when the stored layout or the decoding rules change: older entries are then rebuilt.
-CACHE_FORMAT_VERSION = 1
-
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+CACHE_FORMAT_VERSION = 2  # 2: entries named by safe_file_stem, the sidecar holds the video id
 
 
 @dataclass
@@ -97,8 +95,8 @@ class FrameCache:
         return self.spec.short_side_px
 
     def entry_paths(self, video_id: str) -> tuple[Path, Path]:
-        """``(frames .npy, sidecar .json)`` of ``video_id`` (unsafe characters in the id become ``_``)."""
-        stem = _UNSAFE_CHARS.sub("_", video_id)
+        """``(frames .npy, sidecar .json)`` of ``video_id``, named by :func:`~lofi.io.safe_file_stem`."""
+        stem = safe_file_stem(video_id)
         return self.cache_dir / f"{stem}.npy", self.cache_dir / f"{stem}.json"
 
     def frames(self, path: str | os.PathLike, video_id: str) -> torch.Tensor:
@@ -115,7 +113,7 @@ class FrameCache:
             stat = path.stat()
         except OSError as exc:
             raise VideoReadError(path, f"file not found ({exc.__class__.__name__})") from exc
-        meta = self._sidecar_for(stat)
+        meta = {"video_id": video_id, **self._sidecar_for(stat)}
         cached = self._read(video_id, meta)
         if cached is not None:
             self.num_hits += 1
@@ -153,6 +151,14 @@ class FrameCache:
 
     def _write(self, video_id: str, array: np.ndarray, meta: dict[str, Any]) -> None:
         frames_path, meta_path = self.entry_paths(video_id)
+        try:
+            stored_id = json.loads(meta_path.read_text()).get("video_id")
+        except (OSError, ValueError, AttributeError):
+            stored_id = None
+        if isinstance(stored_id, str) and stems_clash(video_id, stored_id):
+            raise ValueError(f"{meta_path}: the frame cache entry of video {stored_id!r}, and {video_id!r} maps to the "
+                             f"same file (their names differ only in letter case, which this file system ignores); "
+                             f"put data.cache_dir on a case-sensitive file system or rename one of the two videos")
         atomic_write(frames_path, lambda f: np.save(f, array, allow_pickle=False))
         atomic_write(meta_path, lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
 

@@ -25,9 +25,13 @@ from lofi.data.annotations import (
     VideoAnnotation,
     canonical_subset,
 )
-from lofi.data.video import VideoReadError, find_video_files, probe_video
+from lofi.data.video import VideoInfo, VideoReadError, find_video_files, probe_video, scan_video
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+#: Frames may stop this much (or 3 frames, if longer) before the file's duration: what sampling tolerates
+#: (:data:`lofi.data.sampling.TRUNCATION_TOLERANCE_SEC`; not imported, so that reading annotations needs no torch).
+TRUNCATION_TOLERANCE_SEC: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -246,46 +250,83 @@ def durations_agree(annotated_sec: float, file_sec: float, *, duration_tolerance
     return abs(annotated_sec - file_sec) <= max(duration_tolerance_sec, relative_tolerance * annotated_sec)
 
 
-def _check_one_video(video: VideoAnnotation, path: Path, *, source: str, duration_tolerance_sec: float,
-                     relative_tolerance: float) -> tuple[VideoAnnotation | None, list[Problem]]:
+def empty_dataset_problem(source: str, detail: str) -> Problem:
+    """The error for an annotation file (or folder) that lists no video; ``detail`` says what was found."""
+    return _error(source, None, f"no video in this dataset: {detail}; an annotation file must list at least one "
+                                f"video")
+
+
+def _read_video(path: Path, video_id: str, *, decode: bool) -> tuple[VideoInfo | None, list[Problem]]:
+    """The file's metadata and, with ``decode``, the problems of decoding it to the end (truncation, corruption)."""
     try:
-        info = probe_video(path)
+        if not decode:
+            return probe_video(path), []
+        scan = scan_video(path)
     except VideoReadError as exc:
-        return None, [_error(str(path), video.video_id, f"cannot read the video file: {exc.reason}")]
+        return None, [_error(str(path), video_id, f"cannot read the video file: {exc.reason}")]
+    info, detail = scan.info, f" ({scan.error})" if scan.error else ""
+    if scan.num_frames_decoded == 0:
+        return None, [_error(str(path), video_id, f"no video frame could be decoded{detail}")]
+    if scan.frames_end_sec + max(TRUNCATION_TOLERANCE_SEC, 3.0 / info.fps) < info.duration_sec:
+        if not scan.duration_from_stream:
+            detail += " (the container's duration: the video stream states none, and another stream may run longer)"
+        return None, [_error(str(path), video_id, f"truncated or corrupt: frames stop at {scan.frames_end_sec:.1f} s "
+                                                  f"of {info.duration_sec:.1f} s{detail}")]
+    if scan.error:
+        return info, [_warning(str(path), video_id, f"decoding failed at {scan.frames_end_sec:.1f} s of "
+                                                    f"{info.duration_sec:.1f} s, close enough to the end to use the "
+                                                    f"frames before{detail}")]
+    return info, []
+
+
+def _check_one_video(video: VideoAnnotation, path: Path, *, source: str, duration_tolerance_sec: float,
+                     relative_tolerance: float, decode: bool) -> tuple[VideoAnnotation | None, list[Problem]]:
+    info, problems = _read_video(path, video.video_id, decode=decode)
+    if info is None:
+        return None, problems
     if video.duration_sec is not None:
         if not durations_agree(video.duration_sec, info.duration_sec, duration_tolerance_sec=duration_tolerance_sec,
                                relative_tolerance=relative_tolerance):
             tolerance = max(duration_tolerance_sec, relative_tolerance * video.duration_sec)
-            return None, [_error(str(path), video.video_id,
-                                 f"annotated duration {_fmt(video.duration_sec)} s disagrees with the file's "
-                                 f"{info.duration_sec:.3f} s (tolerance {_fmt(tolerance)} s)")]
-        return (video if video.fps is not None else replace(video, fps=info.fps)), []
+            return None, problems + [_error(str(path), video.video_id,
+                                            f"annotated duration {_fmt(video.duration_sec)} s disagrees with the "
+                                            f"file's {info.duration_sec:.3f} s (tolerance {_fmt(tolerance)} s)")]
+        return (video if video.fps is not None else replace(video, fps=info.fps)), problems
     filled = replace(video, duration_sec=info.duration_sec, fps=video.fps if video.fps is not None else info.fps)
-    return fit_to_duration(filled, source=source, duration_origin=" (from the video file)")
+    fitted, found = fit_to_duration(filled, source=source, duration_origin=" (from the video file)")
+    return fitted, problems + found
 
 
 def check_videos(annotations: AnnotationSet, videos_dir: str | os.PathLike, *,
-                 duration_tolerance_sec: float = 1.0,
-                 relative_tolerance: float = 0.02) -> tuple[AnnotationSet, list[Problem]]:
+                 duration_tolerance_sec: float = 1.0, relative_tolerance: float = 0.02, decode: bool = True,
+                 progress: bool = False) -> tuple[AnnotationSet, list[Problem]]:
     """Match every annotated video to its file in ``videos_dir`` and check the two agree.
 
-    Errors (the video is left out of the returned set): no file found, a file that cannot be probed, an
-    annotated duration that differs from the file's by more than max(``duration_tolerance_sec``,
-    ``relative_tolerance`` × duration). Videos without a duration or fps get the file's; their segments are then
-    checked against that duration (clipped with a warning, or left out with an error). The class list is kept.
-    Raises FileNotFoundError when ``videos_dir`` is not a directory.
+    Errors (the video is left out of the returned set): no file found, a file that cannot be probed, a file whose
+    frames stop before its duration by more than max(0.5 s, 3 frames) (truncated or corrupt; ``decode``: decode
+    every file to the end, without converting frames, to find out), an annotated duration that differs from the
+    file's by more than max(``duration_tolerance_sec``, ``relative_tolerance`` × duration). A decoding failure
+    closer to the end than that is a warning. Videos without a duration or fps get the file's; their segments are
+    then checked against that duration (clipped with a warning, or left out with an error). The class list is
+    kept. ``progress``: a bar on stderr when it is a terminal. Raises FileNotFoundError when ``videos_dir`` is not a
+    directory.
     """
     files = find_video_files(videos_dir)
     kept: list[VideoAnnotation] = []
     problems: list[Problem] = []
-    for video in annotations:
+    videos = list(annotations)
+    if progress:
+        from tqdm import tqdm
+
+        videos = tqdm(videos, desc="decode" if decode else "probe", unit="video", disable=None)  # None: on a tty only
+    for video in videos:
         path = files.get(video.video_id)
         if path is None:
             problems.append(_error(str(videos_dir), video.video_id, f"no video file found in {videos_dir}"))
             continue
         checked, found = _check_one_video(video, path, source=annotations.source,
                                           duration_tolerance_sec=duration_tolerance_sec,
-                                          relative_tolerance=relative_tolerance)
+                                          relative_tolerance=relative_tolerance, decode=decode)
         problems.extend(found)
         if checked is not None:
             kept.append(checked)

@@ -20,6 +20,7 @@ from lofi.data.annotations import AnnotationSet, Detection, VideoAnnotation
 from lofi.data.detection_table import DetectionTable
 from lofi.eval.detection import DetectionResult, Predictions
 from lofi.eval.proposals import ProposalResult
+from lofi.io import safe_file_stem
 
 __all__ = ["plot_map_vs_tiou", "plot_map_comparison", "plot_per_class_ap", "plot_precision_recall", "plot_detection_timeline",
            "plot_recall_vs_proposals", "class_colors", "interpolated_precision", "write_evaluation_plots"]
@@ -304,12 +305,13 @@ def _detections_of(predictions: Predictions, video_id: str) -> Sequence[Detectio
 def write_evaluation_plots(result: DetectionResult, ground_truth: AnnotationSet, predictions: Predictions,
                            out_dir: str | os.PathLike, *, num_timelines: int = 3) -> list[Path]:
     """The pictures of ``lofi evaluate --plots``: mAP vs tIoU, per-class AP, precision-recall curves (when the
-    result kept them) and timelines of the first videos."""
+    result kept them) and timelines of the first videos (``timeline_<stem>.png``, :func:`lofi.io.safe_file_stem`)."""
     out = Path(out_dir)
     paths = [plot_map_vs_tiou(result, out / "map_vs_tiou.png"), plot_per_class_ap(result, out / "per_class_ap.png")]
     if result.curves:
         paths.append(plot_precision_recall(result, out / "precision_recall.png"))
     for video_id in sorted(ground_truth.videos)[:num_timelines]:
         paths.append(plot_detection_timeline(ground_truth[video_id], _detections_of(predictions, video_id),
-                                             out / f"timeline_{video_id}.png", classes=ground_truth.classes))
+                                             out / f"timeline_{safe_file_stem(video_id)}.png",
+                                             classes=ground_truth.classes))
     return paths

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lofi.data.annotations import AnnotationSet
-from lofi.data.features import FeatureDataset, collate_features, feature_path
+from lofi.data.features import FeatureDataset, collate_features, find_feature_file
 from lofi.data.formats import write_results
 from lofi.eval import evaluate_detection
 from lofi.eval.detection import DetectionResult, parse_tiou_thresholds
@@ -46,7 +46,7 @@ class HeadStageResult:
 
 
 def _with_features(videos: AnnotationSet, features_dir: Path, *, what: str) -> AnnotationSet:
-    kept = [v for v in videos if feature_path(features_dir, v.video_id).is_file()]
+    kept = [v for v in videos if find_feature_file(features_dir, v.video_id) is not None]
     if len(kept) < len(videos):
         logger.warning("%s: %d of %d videos have no feature file in %s (skipped at extraction); left out",
                        what, len(videos) - len(kept), len(videos), features_dir)

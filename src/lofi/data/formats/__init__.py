@@ -24,6 +24,7 @@ from lofi.data.formats.activitynet import (
 )
 from lofi.data.formats.simple_csv import read_csv
 from lofi.data.formats.thumos import read_thumos14
+from lofi.data.validation import empty_dataset_problem
 
 #: A reader: ``reader(path, *, as_annotated=False)`` -> (the valid annotations, every problem found).
 Reader = Callable[..., tuple[AnnotationSet, list[Problem]]]
@@ -81,9 +82,10 @@ def load_annotations(path: str | os.PathLike, *, format: str | None = None,
                      on_invalid: Literal["raise", "skip"] = "raise", as_annotated: bool = False) -> LoadResult:
     """Read an annotation file (or THUMOS14 directory) in ``format`` (None: from the path, see detect_format).
 
-    ``on_invalid="raise"``: raise :class:`AnnotationError` with every problem (errors first) if any is an
-    error; warnings (segments clipped to the duration, duplicates kept once) are returned. ``"skip"``: never
-    raises for bad content; invalid segments are left out, and so are videos with a video-level error.
+    A file that lists no video is an error. ``on_invalid="raise"``: raise :class:`AnnotationError` with every
+    problem (errors first) if any is an error; warnings (segments clipped to the duration, duplicates kept once)
+    are returned. ``"skip"``: never raises for bad content; invalid segments are left out, and so are videos with
+    a video-level error.
     ``as_annotated=True`` keeps duplicates and segments past the duration unchanged (still warned about), as the
     official ActivityNet and THUMOS14 evaluators do: use it to evaluate.
     Raises FileNotFoundError for a missing path and ValueError for an unknown format or option.
@@ -97,6 +99,8 @@ def load_annotations(path: str | os.PathLike, *, format: str | None = None,
     if name not in FORMATS:
         raise ValueError(f"unknown annotation format {format!r}; expected one of {', '.join(FORMATS)}")
     annotations, problems = FORMATS[name](path, as_annotated=as_annotated)
+    if not annotations and not any(p.severity == "error" for p in problems):  # the readers say so; any other
+        problems.append(empty_dataset_problem(str(path), f"the {name} reader found none"))
     problems = sorted(problems, key=lambda p: p.severity != "error")  # stable: errors first, in file order
     if on_invalid == "raise" and any(p.severity == "error" for p in problems):
         raise AnnotationError(problems)

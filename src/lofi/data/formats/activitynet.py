@@ -24,7 +24,8 @@ import numpy as np
 
 from lofi.data.annotations import AnnotationSet, Detection, Problem, VideoAnnotation
 from lofi.data.detection_table import DetectionTable
-from lofi.data.validation import RawSegment, duplicate_id_problem, parse_number, validate_video
+from lofi.data.validation import (RawSegment, duplicate_id_problem, empty_dataset_problem, parse_number,
+                                  validate_video)
 
 #: What :func:`write_results` puts under ``external_data`` unless told otherwise.
 DEFAULT_EXTERNAL_DATA: Mapping[str, Any] = {"used": False, "details": ""}
@@ -147,8 +148,9 @@ def read_activitynet(path: str | os.PathLike, *, as_annotated: bool = False) -> 
     :func:`lofi.data.validation.validate_segments`).
 
     Returns the valid part (invalid segments and videos left out; duplicate video ids leave out every copy) and
-    every problem found. Classes are the sorted union of the kept segments' labels and the taxonomy's leaf
-    nodes, so a class without segments (or whose videos were left out) keeps its place in the list.
+    every problem found; an empty ``database`` is an error. Classes are the sorted union of the kept segments'
+    labels and the taxonomy's leaf nodes, so a class without segments (or whose videos were left out) keeps its
+    place in the list.
     """
     path = Path(path)
     if path.is_dir():
@@ -161,6 +163,8 @@ def read_activitynet(path: str | os.PathLike, *, as_annotated: bool = False) -> 
     if not isinstance(database, dict):
         problem = Problem(source=source, message="expected a JSON object with a 'database' object of videos")
         return AnnotationSet.from_videos([], source=source), [problem]
+    if not database:
+        return AnnotationSet.from_videos([], source=source), [empty_dataset_problem(source, "'database' is empty")]
     duplicates = set(getattr(database, "duplicate_keys", ()))
     videos: list[VideoAnnotation] = []
     for video_id, entry in database.items():

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lofi.data.annotations import AnnotationSet, Problem, VideoAnnotation, canonical_subset
-from lofi.data.validation import RawSegment, parse_number, validate_video
+from lofi.data.validation import RawSegment, empty_dataset_problem, parse_number, validate_video
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("video", "start", "end", "label")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("subset", "duration", "fps")
@@ -99,10 +99,12 @@ def _read_rows(path: Path, problems: list[Problem]) -> dict[str, _Rows] | None:
         if columns is None:
             return None
         videos: dict[str, _Rows] = {}
+        any_row = False
         for row in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
+            any_row = True
             if len(row) != len(header):
                 problems.append(Problem(source=f"{path}:{line}",
                                         message=f"expected {len(header)} fields, got {len(row)}: {row!r}"))
@@ -114,12 +116,14 @@ def _read_rows(path: Path, problems: list[Problem]) -> dict[str, _Rows] | None:
                 continue
             rows = videos.setdefault(video_id, _Rows(first_line=line))
             _add_row(rows, cells, path=path, line=line, video_id=video_id, problems=problems)
+    if not any_row:
+        problems.append(empty_dataset_problem(str(path), "a header and no rows"))
     return videos
 
 
 def read_csv(path: str | os.PathLike, *, as_annotated: bool = False) -> tuple[AnnotationSet, list[Problem]]:
-    """Read a simple annotation CSV; returns the valid part and every problem found (with file:line).
-    ``as_annotated``: see :func:`lofi.data.validation.validate_segments`."""
+    """Read a simple annotation CSV; returns the valid part and every problem found (with file:line); a file
+    without rows is an error. ``as_annotated``: see :func:`lofi.data.validation.validate_segments`."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: CSV annotations are a file, not a directory")

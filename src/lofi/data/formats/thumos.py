@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lofi.data.annotations import AnnotationSet, Problem, VideoAnnotation
-from lofi.data.validation import RawSegment, duplicate_id_problem, validate_video
+from lofi.data.validation import RawSegment, duplicate_id_problem, empty_dataset_problem, validate_video
 
 #: The file names read: ``<Class>_val.txt`` or ``<Class>_test.txt``.
 FILE_PATTERN = re.compile(r"(?P<label>.+)_(?P<split>val|test)\.txt")
@@ -80,7 +80,7 @@ def read_thumos14(path: str | os.PathLike, *, as_annotated: bool = False) -> tup
 
     Returns the valid part and every problem found. Classes are the class names of the files (Ambiguous
     excluded), whether or not their lines were valid. A video named in both ``_val`` and ``_test`` files is an
-    error and left out.
+    error and left out; a directory without annotation files, or whose files hold no line, is an error.
     """
     directory = Path(path)
     if not directory.is_dir():
@@ -89,10 +89,13 @@ def read_thumos14(path: str | os.PathLike, *, as_annotated: bool = False) -> tup
     problems: list[Problem] = []
     entries: dict[str, _Entries] = {}
     classes: set[str] = set()
-    for file, label, subset in _annotation_files(directory, problems):
+    files = _annotation_files(directory, problems)
+    for file, label, subset in files:
         if label != AMBIGUOUS:
             classes.add(label)
         _read_lines(file, label=label, subset=subset, entries=entries, problems=problems)
+    if files and not entries:
+        problems.append(empty_dataset_problem(str(directory), f"its {len(files)} annotation file(s) hold no line"))
     videos: list[VideoAnnotation] = []
     for video_id, entry in entries.items():
         if len(entry.subsets) > 1:
