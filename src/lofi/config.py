@@ -2,17 +2,23 @@
 
 One file holds a whole run (no inheritance chains): ``load_config("run.yaml", ["train.optim.lr=0.05"])``.
 Every key is checked against the tree: an unknown key is an error that names the file and suggests the closest
-known key; values are checked against their types (``"0.1"`` is not a float; ``1`` is accepted as a float).
-``save_config`` writes the resolved tree, which every run directory keeps as ``config.yaml``. Presets for the
-synthetic dataset and for ActivityNet, HACS and THUMOS14 ship in ``lofi/configs`` (``load_config("synthetic")``).
+known key; values are checked against their types (``"0.1"`` is not a float; ``1`` is accepted as a float) and
+ranges (``lr > 0``, ``epochs >= 1``, ...). Numbers are read in YAML 1.2 spelling too (``1e-3``, ``1E-3``, ``.5``,
+``+1.0``; PyYAML alone reads ``1e-3`` as a string). ``load_config`` then checks what needs other packages, before
+any work: ``eval.tiou`` parses, ``model.encoder`` / ``model.head`` are registered, and their options bind to the
+builders' signatures (:mod:`lofi.models.options`). ``save_config`` writes the resolved tree, which every run
+directory keeps as ``config.yaml``. Presets for the synthetic dataset and for ActivityNet, HACS and THUMOS14 ship in
+``lofi/configs`` (``load_config("synthetic")``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,8 +38,97 @@ class ConfigError(ValueError):
     """A config value or key is wrong; the message names the file and the dotted key."""
 
 
+class _FieldError(ConfigError):
+    """A bad value found by a section's ``__post_init__``: ``key`` is relative to the section; :func:`load_config`
+    re-raises it with the file and the full dotted key. ``{section}`` in ``detail`` becomes the section's dotted
+    prefix, so a message can name another key of the section (``must be < {section}epochs``)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail.format(section='')}")
+        self.key, self.template = key, detail
+
+    def detail(self, section: str) -> str:
+        return self.template.format(section=section)
+
+
+# -- field checks -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """The interval a number field must lie in (``None``: that side is open); the number must be finite."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    note: str = ""  # what a boundary value means, e.g. "0: at epoch ends only"
+
+    def describe(self) -> str:
+        """``"> 0"``, ``">= 1"``, ``"in [0, 1)"``."""
+        low = ("(", ">", self.gt) if self.gt is not None else ("[", ">=", self.ge) if self.ge is not None else None
+        high = (")", "<", self.lt) if self.lt is not None else ("]", "<=", self.le) if self.le is not None else None
+        if low and high:
+            return f"in {low[0]}{low[2]:g}, {high[2]:g}{high[0]}"
+        side = low or high
+        return f"{side[1]} {side[2]:g}" if side else "finite"
+
+    def allows(self, value: float) -> bool:
+        return (math.isfinite(value) and (self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+
+def _ranged(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+            le: float | None = None, note: str = "") -> Any:
+    """A dataclass field whose value (unless ``None``) must lie in the given :class:`Range`."""
+    return field(default=default, metadata={"range": Range(gt=gt, ge=ge, lt=lt, le=le, note=note)})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+class _Checked:
+    """Checks every field of a config section on construction (from YAML or in code): the allowed values of
+    ``Literal`` fields and the :class:`Range` of number fields; ``_check`` adds the checks across fields."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value, hint = getattr(self, f.name), _hints(type(self))[f.name]
+            allowed = _literal_values(hint)
+            if allowed is not None and value not in allowed and not (value is None and _is_optional(hint)):
+                raise _FieldError(f.name, f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+            rule = f.metadata.get("range")
+            if rule is None or (value is None and _is_optional(hint)):
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and rule.allows(value)):
+                what = "" if number and math.isfinite(value) else "a finite number " if number else "a number "
+                optional = " or null" if _is_optional(hint) else ""
+                note = f" ({rule.note})" if rule.note else ""
+                raise _FieldError(f.name, f"must be {what}{rule.describe()}{optional}{note}, got {value!r}")
+        self._check()
+
+    def _check(self) -> None:
+        """Checks across fields; raise :class:`_FieldError` naming the field to change."""
+
+
+def _literal_values(hint: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        for option in typing.get_args(hint):
+            if typing.get_origin(option) is Literal:
+                return typing.get_args(option)
+    return None
+
+
+def _is_optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+# -- the tree -----------------------------------------------------------------------------------------------------
 @dataclass
-class DataConfig:
+class DataConfig(_Checked):
     """Where the dataset is and how videos become snippets."""
 
     annotations: str = ""  # annotation file or folder (ActivityNet/HACS JSON, THUMOS14 folder, CSV)
@@ -41,16 +136,24 @@ class DataConfig:
     format: Literal["activitynet", "hacs", "thumos14", "csv"] | None = None  # None: from the path
     train_subset: str = "training"
     val_subset: str = "validation"
-    frames_per_snippet: int = 1  # F: frames per snippet (the temporal shift runs across them)
-    frame_stride: int = 1  # source frames between a snippet's frames
-    num_workers: int = 2  # DataLoader decode workers (spawned, not forked: PyAV is not fork-safe everywhere)
+    frames_per_snippet: int = _ranged(1, ge=1)  # F: frames per snippet (the temporal shift runs across them)
+    frame_stride: int = _ranged(1, ge=1)  # source frames between a snippet's frames
+    num_workers: int = _ranged(2, ge=0, note="0: decode in the main process")  # DataLoader decode workers
+    # (spawned, not forked: PyAV is not fork-safe everywhere)
     cache_dir: str | None = None  # pre-decoded frames at the working resolution, so stage 2 decodes each video once
     on_error: Literal["skip", "raise"] = "skip"  # a bad video: report and skip it, or stop
 
 
 @dataclass
-class ModelConfig:
-    """The encoder and head, by registered name (``lofi models``), with their options."""
+class ModelConfig(_Checked):
+    """The encoder and head, by registered name (``lofi models``), with their options.
+
+    ``encoder_options`` / ``head_options`` are either the selected model's keyword options (``{hidden_dim: 32}``)
+    or options kept per model name (``{gtad: {hidden_dim: 32}, actionformer: {embed_dim: 64}}``), of which only the
+    selected model's entry is used: ``-o model.head=actionformer`` then switches heads without other changes.
+    Builders read them through :meth:`encoder_kwargs` / :meth:`head_kwargs`; :func:`load_config` checks every entry
+    against its builder's signature.
+    """
 
     encoder: str = "tsm_resnet18"
     head: str = "gtad"
@@ -58,123 +161,126 @@ class ModelConfig:
     head_options: dict[str, Any] = field(default_factory=dict)
     encoder_weights: str | None = None  # a local checkpoint (TSM release, torchvision or lofi layout)
 
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """The keyword options of the selected encoder (``encoder_options`` in either form)."""
+        from lofi.models.options import selected_options  # torch: only when a model is about to be built
+
+        return selected_options(self.encoder_options, kind="encoder", name=self.encoder, key="model.encoder_options")
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """The keyword options of the selected head (``head_options`` in either form)."""
+        from lofi.models.options import selected_options
+
+        return selected_options(self.head_options, kind="head", name=self.head, key="model.head_options")
+
 
 @dataclass
-class OptimConfig:
+class OptimConfig(_Checked):
     """Optimiser, LR schedule and loop settings of one stage (paper: SGD, lr 0.1 halved every 5 epochs,
     weight decay 1e-4, batch 16). Weight decay applies to conv/linear weights only, not to norms and biases."""
 
     optimizer: OptimizerName = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_step_epochs: int = 5  # multiply the LR by lr_gamma every this many epochs
-    lr_gamma: float = 0.5
+    lr: float = _ranged(0.1, gt=0)
+    momentum: float = _ranged(0.9, ge=0, lt=1)  # SGD only
+    weight_decay: float = _ranged(1e-4, ge=0)
+    lr_step_epochs: int = _ranged(5, ge=1)  # multiply the LR by lr_gamma every this many epochs
+    lr_gamma: float = _ranged(0.5, gt=0, le=1, note="1: a constant LR")
     lr_schedule: LRSchedule = "step"  # "step": lr_gamma every lr_step_epochs; "cosine": lr to 0 over the run
-    warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr over this many epochs (fractional: optimiser steps)
-    batch_size: int = 16  # per optimiser step, over all processes (divided among them)
-    epochs: int = 10
-    grad_accum_steps: int = 1
-    clip_grad_norm: float | None = None
+    warmup_epochs: float = _ranged(0.0, ge=0, note="0: no warm-up")  # linear warm-up from ~0 to lr over this many
+    # epochs (fractional: optimiser steps); less than epochs
+    batch_size: int = _ranged(16, ge=1)  # per optimiser step, over all processes (divided among them)
+    epochs: int = _ranged(10, ge=1)
+    grad_accum_steps: int = _ranged(1, ge=1)
+    clip_grad_norm: float | None = _ranged(None, gt=0)
     autocast: Autocast | None = None
-    checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
-    keep_epoch_checkpoints: int = 2  # newest epoch_XXX.pt files kept besides latest.pt; 0 keeps them all
+    checkpoint_every_steps: int = _ranged(0, ge=0, note="0: at epoch ends only")
+    keep_epoch_checkpoints: int = _ranged(2, ge=0, note="0: keep them all")  # newest epoch_XXX.pt files kept
+    # besides latest.pt
 
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in typing.get_args(LRSchedule):
-            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, typing.get_args(LRSchedule)))}, "
-                             f"got {self.lr_schedule!r}")
-        if not (isinstance(self.warmup_epochs, (int, float)) and math.isfinite(self.warmup_epochs)
-                and self.warmup_epochs >= 0):
-            raise ValueError(f"warmup_epochs must be a number >= 0 (0: no warm-up), got {self.warmup_epochs!r}")
+    def _check(self) -> None:
+        if not self.warmup_epochs < self.epochs:
+            raise _FieldError("warmup_epochs", f"must be < {{section}}epochs ({self.epochs}), got "
+                                               f"{self.warmup_epochs!r}: lower it (0: no warm-up)")
 
 
 @dataclass
-class FidelityConfig:
+class FidelityConfig(_Checked):
     """Full fidelity (``num_snippets`` x ``frame_size_px``^2; paper 100 x 224^2) and the stage-2 mode."""
 
-    num_snippets: int = 100
-    frame_size_px: int = 224
+    num_snippets: int = _ranged(100, ge=1)
+    frame_size_px: int = _ranged(224, ge=1)
     mode: Literal["full", "S", "T", "ST", "C-short", "C-long", "custom"] = "C-long"
-    cycle_steps: int = 16  # C-short: optimiser steps per fidelity
-    custom_num_snippets: int | None = None  # mode "custom"
-    custom_frame_size_px: int | None = None
+    cycle_steps: int = _ranged(16, ge=1)  # C-short: optimiser steps per fidelity
+    custom_num_snippets: int | None = _ranged(None, ge=1)  # mode "custom" (used only there)
+    custom_frame_size_px: int | None = _ranged(None, ge=1)
+
+    def _check(self) -> None:
+        if self.mode == "custom":
+            for name in ("custom_num_snippets", "custom_frame_size_px"):
+                if getattr(self, name) is None:
+                    raise _FieldError(name, "{section}mode 'custom' needs {section}custom_num_snippets and "
+                                            "{section}custom_frame_size_px (the stage-2 fidelity): set both")
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(_Checked):
     """Stage 1: the encoder as an action classifier on trimmed clips cut from the annotations."""
 
     enabled: bool = True  # False: start stage 2 from model.encoder_weights (or from scratch)
-    num_snippets: int = 4  # snippets per clip
-    frame_size_px: int = 224
+    num_snippets: int = _ranged(4, ge=1)  # snippets per clip
+    frame_size_px: int = _ranged(224, ge=1)
     background: bool = True  # add a background class from unannotated spans
-    background_per_video: int = 1
-    segment_margin_frac: float = 0.0  # trim this fraction of each segment at both ends
-    clip_sec: float | None = None  # sub-clips of this length at random places in each range; None: whole ranges
-    clips_per_range: int = 1  # clips cut from each action / background range per epoch
+    background_per_video: int = _ranged(1, ge=0)
+    segment_margin_frac: float = _ranged(0.0, ge=0, lt=0.5)  # trim this fraction of each segment at both ends
+    clip_sec: float | None = _ranged(None, gt=0, note="null: whole ranges")  # sub-clips of this length at random
+    # places in each range; None: whole ranges
+    clips_per_range: int = _ranged(1, ge=1)  # clips cut from each action / background range per epoch
     balance_classes: bool = False  # as many clips of every class (background included) per epoch
     preload_frames: bool = False  # decode each video once into memory (small datasets: many clips, no decoding;
     # clips are then cut in the main process, without data.num_workers)
     # augmentation of training clips
     flip: bool = True  # horizontal flips (off when a flip changes the class, as on the synthetic data)
-    crop_scale_min: float = 1.0  # random resized crop of this fraction of the short side up to all of it
-    color_jitter: float = 0.0  # brightness / contrast / saturation factors in [1 - j, 1 + j]
+    crop_scale_min: float = _ranged(1.0, gt=0, le=1)  # random resized crop of this fraction of the short side up
+    # to all of it
+    color_jitter: float = _ranged(0.0, ge=0, lt=1)  # brightness / contrast / saturation factors in [1 - j, 1 + j]
     channel_shuffle: bool = False  # permute RGB at random (only where classes do not depend on colour)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, epochs=10))
 
-    def __post_init__(self) -> None:
-        if self.clip_sec is not None and not self.clip_sec > 0:
-            raise ValueError(f"clip_sec must be > 0 or null (whole ranges), got {self.clip_sec!r}")
-        if self.clips_per_range < 1 or self.background_per_video < 0:
-            raise ValueError(f"clips_per_range must be >= 1 and background_per_video >= 0, got "
-                             f"{self.clips_per_range!r} and {self.background_per_video!r}")
-        if not 0 < self.crop_scale_min <= 1:
-            raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min!r}")
-        if not 0 <= self.color_jitter < 1:
-            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter!r}")
-        if not 0 <= self.segment_margin_frac < 0.5:
-            raise ValueError(f"segment_margin_frac must be in [0, 0.5), got {self.segment_margin_frac!r}")
-
 
 @dataclass
-class LoFiStageConfig:
+class LoFiStageConfig(_Checked):
     """Stage 2: encoder and head trained end to end through the TAL loss at the fidelity schedule."""
 
     enabled: bool = True  # False: stage 3 uses the stage-1 encoder (the frozen-features baseline)
-    encoder_lr_scale: float = 1.0  # the encoder learns at this times optim.lr (the fresh head at optim.lr)
+    encoder_lr_scale: float = _ranged(1.0, gt=0)  # the encoder learns at this times optim.lr (the head at optim.lr)
     frozen_bn: bool = False  # the encoder's BatchNorm statistics and affines stay as stage 1 left them
     optim: OptimConfig = field(default_factory=OptimConfig)
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.encoder_lr_scale, (int, float)) and self.encoder_lr_scale > 0):
-            raise ValueError(f"encoder_lr_scale must be > 0, got {self.encoder_lr_scale!r}")
-
 
 @dataclass
-class HeadStageConfig:
+class HeadStageConfig(_Checked):
     """Stage 3: features extracted at full fidelity with the frozen encoder, then the head trained from scratch."""
 
-    extract_batch_size: int = 4
+    extract_batch_size: int = _ranged(4, ge=1)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-4,
                                                                     epochs=10, batch_size=16, lr_step_epochs=5))
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Checked):
     """Evaluation and post-processing of stage-3 predictions."""
 
-    tiou: str = "activitynet"  # "activitynet", "thumos14", "0.5:0.95:0.05" or a comma list
+    tiou: str = "activitynet"  # "activitynet", "thumos14", "0.5:0.95:0.05" or a comma list (checked at load)
     method: Literal["soft_nms_gaussian", "soft_nms_linear", "nms", "none"] = "soft_nms_gaussian"
-    iou_threshold: float = 0.5
-    sigma: float = 0.5
-    min_score: float = 1e-3
-    max_detections: int = 100
-    video_top_k: int = 2  # G-TAD/BMN: classes given to each proposal from the video-level scores
+    iou_threshold: float = _ranged(0.5, ge=0, le=1)
+    sigma: float = _ranged(0.5, gt=0)
+    min_score: float = _ranged(1e-3, ge=0)
+    max_detections: int = _ranged(100, ge=1)
+    video_top_k: int = _ranged(2, ge=1)  # G-TAD/BMN: classes given to each proposal from the video-level scores
 
 
 @dataclass
-class RunConfig:
+class RunConfig(_Checked):
     """A whole LoFi run: the three stages and their evaluation."""
 
     name: str = "lofi"
@@ -189,6 +295,15 @@ class RunConfig:
     head: HeadStageConfig = field(default_factory=HeadStageConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def _check(self) -> None:
+        if not (isinstance(self.name, str) and self.name.strip()):
+            raise _FieldError("name", "must not be empty: it names the run directory (out_dir/name)")
+        for stage in ("pretrain", "train", "head"):  # the run's batches, checked before stage 1 starts
+            optim = getattr(self, stage).optim
+            if optim.batch_size % optim.grad_accum_steps:
+                raise _FieldError(f"{stage}.optim.batch_size", f"must be a multiple of {stage}.optim.grad_accum_steps "
+                                                               f"({optim.grad_accum_steps}), got {optim.batch_size}")
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
@@ -196,6 +311,24 @@ class RunConfig:
 
 # -- reading ------------------------------------------------------------------------------------------------------
 PRESETS_PACKAGE = "lofi.configs"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1), plus the YAML 1.2 float spellings it reads as strings: an exponent without
+    a dot or without a sign (``1e-3``, ``1E-3``, ``1.0e3``) and a signed leading dot (``-.5``). ``.5``, ``+1.0``
+    and ``1_000`` (an int; ``_`` separates digits) it reads already; booleans (``true``, ``yes``, ``off``),
+    ``.inf`` / ``.nan`` and everything else are unchanged."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+|\.[0-9][0-9_]*)$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` as YAML, with YAML 1.2 numbers (:class:`_Loader`): how config files and ``-o`` values are read."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def list_presets() -> list[str]:
@@ -214,7 +347,7 @@ def _read_yaml(source: str | os.PathLike) -> tuple[dict[str, Any], str]:
     else:
         raise ConfigError(f"{source}: no such config file, and not a preset ({', '.join(list_presets())})")
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
     if data is None:
@@ -226,14 +359,70 @@ def _read_yaml(source: str | os.PathLike) -> tuple[dict[str, Any], str]:
 
 def load_config(source: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """The run config of YAML file (or preset name) ``source`` (None: the defaults), with ``overrides``
-    (``"train.optim.lr=0.05"``; values are YAML: ``null``, ``true``, ``[1, 2]``) applied on top."""
+    (``"train.optim.lr=0.05"``; values are YAML: ``null``, ``true``, ``[1, 2]``, ``1e-3``) applied on top.
+
+    Everything is checked before it returns: keys, types and ranges here, then :func:`check_run_config` (``eval.tiou``,
+    the model names and their options). A mistake is a :class:`ConfigError` that names where the value was set (the
+    file, or the override) and its dotted key."""
     data, origin = ({}, "<defaults>") if source is None else _read_yaml(source)
+    origins = _Origins(origin)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.optim.lr=0.05")
-        _set_dotted(data, key.strip(), yaml.safe_load(value) if value.strip() else None, origin=f"override {item!r}")
-    return _build(RunConfig, data, prefix="", origin=origin)
+        try:
+            parsed = parse_yaml(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {exc}") from None
+        _set_dotted(data, key.strip(), parsed, origin=f"override {item!r}")
+        origins.set(key.strip(), f"override {item!r}")
+    config = _build(RunConfig, data, prefix="", origins=origins)
+    _check_with_packages(config, origins)
+    return config
+
+
+def check_run_config(config: RunConfig, *, origin: str = "config") -> None:
+    """The checks that need other packages, which :func:`load_config` runs before any work: ``eval.tiou`` parses,
+    ``model.encoder`` and ``model.head`` are registered, and every entry of their options binds to its builder's
+    signature (:func:`lofi.models.options.check_model_options`). For a config built in code; ``origin`` starts the
+    messages. The field ranges need no call: each section checks them when it is constructed."""
+    _check_with_packages(config, _Origins(origin))
+
+
+def _check_with_packages(config: RunConfig, origins: _Origins) -> None:
+    # imported here, not at the top: reading a config alone never imports torch; this imports it once (~1.5 s)
+    from lofi.eval.detection import parse_tiou_thresholds
+    from lofi.models.options import OptionError, check_model_options
+
+    try:
+        parse_tiou_thresholds(config.eval.tiou)
+    except ValueError as exc:
+        raise ConfigError(f"{origins.of('eval.tiou')}: eval.tiou: {exc}") from None
+    try:
+        check_model_options(config.model, prefix="model.")
+    except OptionError as exc:
+        raise ConfigError(f"{origins.of(exc.key)}: {exc}") from None
+
+
+class _Origins:
+    """Where each value was set: the file, or the (last) override of that key or of a section above it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._overrides: dict[str, str] = {}
+
+    def set(self, key: str, origin: str) -> None:
+        for known in [k for k in self._overrides if k.startswith(f"{key}.")]:  # a section replaced as a whole
+            del self._overrides[known]
+        self._overrides[key] = origin
+
+    def of(self, key: str) -> str:
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            origin = self._overrides.get(".".join(parts[:end]))
+            if origin is not None:
+                return origin
+        return self.source
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any, *, origin: str) -> None:
@@ -252,31 +441,51 @@ def _suggest(key: str, known: Sequence[str], prefix: str) -> str:
     return f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
 
 
-def _build(cls: type, data: Mapping[str, Any], *, prefix: str, origin: str) -> Any:
+def _build(cls: type, data: Mapping[str, Any], *, prefix: str, origins: _Origins) -> Any:
+    section = prefix.rstrip(".")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+        raise ConfigError(f"{origins.of(section)}: {section or 'the config'} must be a mapping, got {data!r}")
+    hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            raise ConfigError(f"{origin}: unknown key {prefix + str(key)!r}{_suggest(str(key), names, prefix)}")
+            raise ConfigError(f"{origins.of(prefix + str(key))}: unknown key {prefix + str(key)!r}"
+                              f"{_suggest(str(key), names, prefix)}")
     values = {}
     for name in names:
         if name not in data:
             continue
         hint, where = hints[name], f"{prefix}{name}"
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, data[name] or {}, prefix=f"{where}.", origin=origin)
+            values[name] = _build(hint, data[name] or {}, prefix=f"{where}.", origins=origins)
         else:
-            values[name] = _check_value(data[name], hint, where=where, origin=origin)
+            values[name] = check_value(data[name], hint, where=where, origin=origins.of(where))
     try:
         return cls(**values)
+    except _FieldError as exc:
+        raise ConfigError(f"{origins.of(prefix + exc.key)}: {prefix}{exc.key}: {exc.detail(prefix)}") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{origin}: {prefix.rstrip('.') or 'config'}: {exc}") from None
+        raise ConfigError(f"{origins.of(section)}: {section or 'config'}: {exc}") from None
 
 
-def _check_value(value: Any, hint: Any, *, where: str, origin: str) -> Any:
+def check_value(value: Any, hint: Any, *, where: str, origin: str) -> Any:
+    """``value`` checked against the type ``hint`` and returned as :func:`coerce_value` does; a
+    :class:`ConfigError` naming ``origin`` and the dotted key ``where`` otherwise."""
+    try:
+        return coerce_value(value, hint)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {where}: {exc}") from None
+    except TypeError as exc:  # pragma: no cover - a bug in the tree
+        raise ConfigError(f"{origin}: {where}: {exc}") from None
+
+
+def coerce_value(value: Any, hint: Any) -> Any:
+    """``value`` checked against the type ``hint`` (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``dict``,
+    ``Any``, unions with ``None``) and returned (an int as a float where a float is expected). A ValueError says
+    what is wrong (without the key); a TypeError means ``hint`` is not one of those types."""
     origin_type = typing.get_origin(hint)
+    if hint is Any:
+        return value
     if origin_type in (Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -286,38 +495,39 @@ def _check_value(value: Any, hint: Any, *, where: str, origin: str) -> Any:
             if option is type(None):
                 continue
             try:
-                return _check_value(value, option, where=where, origin=origin)
-            except ConfigError as exc:
+                return coerce_value(value, option)
+            except ValueError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{origin}: {where}: {value!r} matches none of "
-                          f"{', '.join(_type_name(o) for o in options)}")
+        raise ValueError(errors[0] if len(errors) == 1 else f"{value!r} matches none of "
+                         f"{', '.join(_type_name(o) for o in options)}")
     if origin_type is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
             hint_text = _suggest(value, [str(a) for a in allowed], "") if isinstance(value, str) else ""
-            raise ConfigError(f"{origin}: {where}: {value!r} is not one of {', '.join(map(repr, allowed))}{hint_text}")
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, allowed))}{hint_text}")
         return value
     if origin_type is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{origin}: {where}: expected a mapping, got {value!r}")
+            raise ValueError(f"expected a mapping, got {value!r}")
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{origin}: {where}: expected true or false, got {value!r}")
+            raise ValueError(f"expected true or false, got {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{origin}: {where}: expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{origin}: {where}: expected a number, got {value!r}")
+            raise ValueError(f"expected a number (e.g. 0.1, 1e-3), got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{origin}: {where}: expected a string, got {value!r}")
+            quote = " (quote it to keep it as text)" if isinstance(value, (int, float)) else ""
+            raise ValueError(f"expected a string, got {value!r}{quote}")
         return value
-    raise ConfigError(f"{origin}: {where}: unsupported type {hint!r}")  # pragma: no cover - a bug in the tree
+    raise TypeError(f"unsupported type {hint!r}")
 
 
 def _type_name(hint: Any) -> str:

@@ -18,17 +18,18 @@ def test_every_preset_loads_and_round_trips(tmp_path):
 
 def test_overrides_are_dotted_and_typed():
     config = load_config("synthetic", ["train.optim.lr=0.05", "fidelity.mode=T", "model.encoder_weights=w.pth",
-                                       "data.cache_dir=null", "model.head_options={hidden_dim: 32}"])
+                                       "data.cache_dir=null", "model.head_options={embed_dim: 32}"])
     assert config.train.optim.lr == 0.05 and config.fidelity.mode == "T"
     assert config.model.encoder_weights == "w.pth" and config.data.cache_dir is None
-    assert config.model.head_options == {"hidden_dim": 32}
+    assert config.model.head_options == {"embed_dim": 32}  # the synthetic preset's head is actionformer
     assert load_config(None, ["train.optim.lr=1"]).train.optim.lr == 1.0  # an int is a valid float
 
 
 @pytest.mark.parametrize("override, message", [
     ("train.optim.lr_steps=3", "unknown key 'train.optim.lr_steps'; did you mean 'train.optim.lr_step_epochs'?"),
     ("trian.optim.lr=3", "unknown key 'trian'; did you mean 'train'?"),
-    ("train.optim.lr=fast", "train.optim.lr: expected a number, got 'fast'"),
+    ("train.optim.lr=fast", "override 'train.optim.lr=fast': train.optim.lr: expected a number (e.g. 0.1, 1e-3), "
+                            "got 'fast'"),
     ("fidelity.mode=C-medium", "fidelity.mode: 'C-medium' is not one of"),
     ("train.optim.epochs=2.5", "train.optim.epochs: expected an integer, got 2.5"),
     ("pretrain.enabled=yes please", "pretrain.enabled: expected true or false"),

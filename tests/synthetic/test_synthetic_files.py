@@ -128,7 +128,8 @@ def test_cli_synth_rejects_bad_options(tmp_path, capsys):
 def test_cli_demo_generates_checks_and_runs_the_three_stages(tmp_path, capsys):
     # the main command, shortened: 4 videos and one or two epochs per stage
     argv = ["demo", "--out", str(tmp_path / "demo"), "--videos", "4", "--classes", "2", "-q",
-            "-o", "pretrain.optim.epochs=1", "-o", "train.optim.epochs=1", "-o", "head.optim.epochs=2"]
+            "-o", "pretrain.optim.epochs=1", "-o", "train.optim.epochs=1", "-o", "head.optim.epochs=2",
+            "-o", "pretrain.optim.warmup_epochs=0.5", "-o", "train.optim.warmup_epochs=0.5"]  # < epochs
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "no problems found" in out and "frames/s" in out

@@ -196,11 +196,12 @@ def test_schedule_keys_are_validated() -> None:
     assert OptimConfig().lr_schedule == "step" and OptimConfig().warmup_epochs == 0.0
     with pytest.raises(ConfigError, match=r"train\.optim\.lr_schedule: 'linear' is not one of 'step', 'cosine'"):
         load_config(None, ["train.optim.lr_schedule=linear"])
-    with pytest.raises(ConfigError, match=r"<defaults>: pretrain\.optim: warmup_epochs must be a number >= 0"):
+    with pytest.raises(ConfigError, match=r"override 'pretrain\.optim\.warmup_epochs=-1': pretrain\.optim\."
+                                          r"warmup_epochs: must be >= 0"):
         load_config(None, ["pretrain.optim.warmup_epochs=-1"])
     with pytest.raises(ConfigError, match="warmup_epochs: expected a number"):
         load_config(None, ["train.optim.warmup_epochs=one"])
-    with pytest.raises(ValueError, match="lr_schedule must be one of 'step', 'cosine', got 'exp'"):
+    with pytest.raises(ValueError, match="lr_schedule: 'exp' is not one of 'step', 'cosine'"):
         OptimConfig(lr_schedule="exp")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="warmup_epochs"):
         OptimConfig(warmup_epochs=float("nan"))

@@ -63,13 +63,13 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
                                  frame_stride=config.data.frame_stride, cache=frame_cache(context, {"full": full}),
                                  augment=False, on_error=config.data.on_error, seed=config.seed)
     encoder = build_encoder(context, encoder_weights).to(context.device).eval()
-    meta = {"encoder": config.model.encoder, "encoder_options": dict(config.model.encoder_options),
+    meta = {"encoder": config.model.encoder, "encoder_options": config.model.encoder_kwargs(),
             "encoder_weights": str(encoder_weights) if encoder_weights else None,
             "encoder_weights_sha256": _digest(encoder_weights) if encoder_weights else None,
             "num_snippets": full.num_snippets, "frame_size_px": full.frame_size_px,
             "frames_per_snippet": config.data.frames_per_snippet, "frame_stride": config.data.frame_stride}
     mine = list(range(context.rank, len(dataset), context.world_size))
-    batch_size = max(1, config.head.extract_batch_size)
+    batch_size = config.head.extract_batch_size  # >= 1: checked at load
     bar = tqdm(total=len(mine), desc="extract", unit="video", disable=not context.progress)
     for start in range(0, len(mine), batch_size):
         batch = collate_windows([dataset[i] for i in mine[start:start + batch_size]])

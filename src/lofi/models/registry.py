@@ -6,6 +6,7 @@ cheap and importing :mod:`lofi` never builds a model. Every name here is tested 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -23,6 +24,7 @@ class ModelEntry:
     kind: Kind
     target: str  # "module:function"; the function takes keyword-only options and returns the module
     description: str
+    fixed_options: tuple[str, ...] = ()  # keywords of the built class that the builder sets itself (not options)
 
     def builder(self) -> Callable[..., nn.Module]:
         module, _, function = self.target.partition(":")
@@ -31,13 +33,15 @@ class ModelEntry:
 
 _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("tsm_resnet18", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet18",
-               "TSM-ResNet18: 2-D ResNet18, residual temporal shift (1/8 channels each way); the paper's encoder"),
+               "TSM-ResNet18: 2-D ResNet18, residual temporal shift (1/8 channels each way); the paper's encoder",
+               fixed_options=("depth",)),
     ModelEntry("tsm_resnet18_slim", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet18_slim",
-               "TSM-ResNet18 at 1/4 width (D = 128), for CPUs: the synthetic demo's encoder"),
+               "TSM-ResNet18 at 1/4 width (D = 128), for CPUs: the synthetic demo's encoder",
+               fixed_options=("depth",)),
     ModelEntry("tsm_resnet34", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet34",
-               "TSM-ResNet34"),
+               "TSM-ResNet34", fixed_options=("depth",)),
     ModelEntry("tsm_resnet50", "encoder", "lofi.models.encoders.tsm_resnet:tsm_resnet50",
-               "TSM-ResNet50 (bottleneck blocks)"),
+               "TSM-ResNet50 (bottleneck blocks)", fixed_options=("depth",)),
     ModelEntry("r2plus1d_18", "encoder", "lofi.models.encoders.r2plus1d:r2plus1d_18",
                "R(2+1)D-18: factorised 3-D ResNet18 over the frames of a snippet"),
     ModelEntry("gtad", "head", "lofi.models.heads.gtad:GTADHead",
@@ -56,20 +60,23 @@ def list_models(kind: Kind | None = None) -> list[ModelEntry]:
     return [e for e in _ENTRIES if kind is None or e.kind == kind]
 
 
-def _entry(name: str, kind: Kind) -> ModelEntry:
+def get_entry(name: str, kind: Kind) -> ModelEntry:
+    """The registered ``kind`` called ``name``; a ValueError that suggests the closest name and lists them all."""
     entry = REGISTRY.get(name)
     if entry is None or entry.kind != kind:
-        known = ", ".join(e.name for e in list_models(kind))
-        raise ValueError(f"unknown {kind} {name!r}; registered {kind}s: {known}")
+        known = [e.name for e in list_models(kind)]
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown {kind} {name!r}; {hint}registered {kind}s: {', '.join(known)} (`lofi models`)")
     return entry
 
 
 def create_encoder(name: str, **options: Any) -> nn.Module:
     """Build the registered encoder ``name`` with its keyword options."""
-    return _entry(name, "encoder").builder()(**options)
+    return get_entry(name, "encoder").builder()(**options)
 
 
 def create_head(name: str, *, in_dim: int, num_classes: int, num_snippets: int, **options: Any) -> nn.Module:
     """Build the registered head ``name`` for ``[B, in_dim, num_snippets]`` features and ``num_classes``."""
-    return _entry(name, "head").builder()(in_dim=in_dim, num_classes=num_classes, num_snippets=num_snippets,
+    return get_entry(name, "head").builder()(in_dim=in_dim, num_classes=num_classes, num_snippets=num_snippets,
                                           **options)

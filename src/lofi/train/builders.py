@@ -82,7 +82,7 @@ def lr_factor(step: int, config: OptimConfig, optimizer_steps_per_epoch: int) ->
     warmup = max(1, round(config.warmup_epochs * spe)) if config.warmup_epochs > 0 else 0
     warm = (step + 1) / warmup if step < warmup else 1.0
     if config.lr_schedule == "step":
-        return warm * config.lr_gamma ** ((step // spe) // max(1, config.lr_step_epochs))
+        return warm * config.lr_gamma ** ((step // spe) // config.lr_step_epochs)
     if config.lr_schedule == "cosine":
         decay_steps = config.epochs * spe - warmup
         t = min(1.0, max(0, step - warmup) / decay_steps) if decay_steps > 0 else 0.0
@@ -99,7 +99,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, *,
     the micro-batches per epoch (what the Trainer gets, e.g. ``len(sampler)``): the optimiser steps per epoch
     are ``ceil(steps_per_epoch / grad_accum_steps)``."""
     if config.lr_schedule == "step" and config.warmup_epochs == 0:
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.lr_step_epochs),
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs,
                                                gamma=config.lr_gamma)
     if config.lr_schedule not in ("step", "cosine"):
         raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected step or cosine")
@@ -107,7 +107,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, *,
         raise ValueError(f"lr_schedule {config.lr_schedule!r} with warmup_epochs={config.warmup_epochs} is stepped "
                          f"per optimiser step: build_scheduler needs steps_per_epoch (micro-batches per epoch, "
                          f">= 1), got {steps_per_epoch}")
-    per_epoch = math.ceil(steps_per_epoch / max(1, config.grad_accum_steps))
+    per_epoch = math.ceil(steps_per_epoch / config.grad_accum_steps)
     return PerStepLambdaLR(optimizer, lambda step: lr_factor(step, config, per_epoch),
                            optimizer_steps_per_epoch=per_epoch)
 

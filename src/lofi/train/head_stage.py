@@ -105,7 +105,7 @@ def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, r
     feature_dim = int(train_set[0]["features"].shape[0])
     seed_everything(config.seed)  # the same initial weights on every run and every process
     head = create_head(config.model.head, in_dim=feature_dim, num_classes=len(context.classes),
-                       num_snippets=config.fidelity.num_snippets, **config.model.head_options).to(context.device)
+                       num_snippets=config.fidelity.num_snippets, **config.model.head_kwargs()).to(context.device)
     optimizer = build_optimizer(head.parameters(), optim)
     sampler = single_fidelity_sampler(num_items=len(train_set), batch_size=context.batch_per_rank(optim),
                                       shuffle=True, seed=config.seed, rank=context.rank,

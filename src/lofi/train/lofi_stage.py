@@ -58,7 +58,7 @@ def build_detector(context: RunContext, encoder_weights: str | Path | None) -> D
     frozen_bn = {"frozen_bn": True} if context.config.train.frozen_bn else {}
     encoder = build_encoder(context, encoder_weights, **frozen_bn)
     head = create_head(model.head, in_dim=encoder.feature_dim, num_classes=len(context.classes),
-                       num_snippets=context.config.fidelity.num_snippets, **model.head_options)
+                       num_snippets=context.config.fidelity.num_snippets, **model.head_kwargs())
     return Detector(encoder=encoder, head=head)
 
 

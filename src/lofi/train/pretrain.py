@@ -39,9 +39,9 @@ def loop_config(optim, *, seed: int) -> TrainLoopConfig:
 
 def build_encoder(context: RunContext, weights: str | Path | None, **options: object) -> torch.nn.Module:
     """The configured encoder, with ``weights`` (any published layout, or a lofi stage's ``encoder.pt``);
-    ``options`` override ``model.encoder_options`` (e.g. a stage's ``frozen_bn``)."""
+    ``options`` override the encoder's ``model.encoder_options`` (e.g. a stage's ``frozen_bn``)."""
     model_config = context.config.model
-    encoder = create_encoder(model_config.encoder, **{**model_config.encoder_options, **options})
+    encoder = create_encoder(model_config.encoder, **{**model_config.encoder_kwargs(), **options})
     if weights is not None:
         load_encoder_weights(encoder, weights, strict=True)
     return encoder
