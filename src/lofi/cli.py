@@ -1,14 +1,27 @@
-"""The ``lofi`` command. Sub-commands parse arguments and call the library; they hold no logic of their own."""
+"""The ``lofi`` command. Sub-commands parse arguments and call the library; they hold no logic of their own.
+
+A user's mistake (:func:`user_errors`) is one line, ``lofi CMD: <file or key>: <problem>; <what to do>``, and exit
+status 2; Ctrl-C is one line and 130; ``-v`` adds the traceback to both. Any other exception is a bug in lofi: its
+traceback is shown, with a line saying so, and the status is 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
 from lofi import __version__
+
+#: Commands that resume from their last checkpoint when run again.
+TRAINING_COMMANDS = ("pretrain", "train", "train-head", "run", "demo")
+
+SKIP_INVALID_HELP = ("leave out invalid annotation entries and unreadable videos instead of stopping at the first; "
+                     "what was left out is listed at the end and in skipped.json (docs/data.md)")
 
 
 def _positive_int(text: str) -> int:
@@ -61,11 +74,7 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from lofi.data.synthetic import generate_dataset
 
-    try:
-        config = _synthetic_config(args)
-    except ValueError as exc:
-        print(f"lofi synth: {exc}", file=sys.stderr)
-        return 2
+    config = _synthetic_config(args)
     dataset = generate_dataset(args.out_dir, config, workers=args.workers, progress=not args.quiet)
     print(f"wrote {len(dataset.annotations)} videos to {dataset.videos_dir}")
     print(f"annotations: {dataset.annotations_path}")
@@ -80,12 +89,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from lofi.data.check import run_check
 
-    try:
-        report = run_check(args.annotations, videos_dir=args.videos, format=args.format,
-                           skip_invalid=args.skip_invalid, duration_tolerance_sec=args.duration_tolerance)
-    except (OSError, ValueError) as exc:
-        print(f"lofi data check: {exc}", file=sys.stderr)
-        return 2
+    report = run_check(args.annotations, videos_dir=args.videos, format=args.format, skip_invalid=args.skip_invalid,
+                       duration_tolerance_sec=args.duration_tolerance)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -93,40 +98,34 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lofi.train.commands import demo
 
-    return demo(out=args.out, videos=args.videos, classes=args.classes, seed=args.seed, overrides=args.override,
-                progress=not args.quiet)
+    return demo(out=args.out, videos=args.videos, classes=args.classes, seed=args.seed,
+                overrides=_with_skip_invalid(args), progress=not args.quiet)
 
 
-def _load_run_config(args: argparse.Namespace):
-    from lofi.config import load_config
-
-    return load_config(args.config, args.override)
+def _with_skip_invalid(args: argparse.Namespace) -> list[str]:
+    """The ``-o`` overrides, and ``data.on_error=skip`` last when ``--skip-invalid`` is given."""
+    return [*args.override, *(["data.on_error=skip"] if args.skip_invalid else [])]
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from lofi.config import ConfigError
+    from lofi.config import load_config
     from lofi.train import commands
-    from lofi.train.run_lock import FolderBusyError
 
-    try:
-        config = _load_run_config(args)
-        resume = not args.no_resume
-        if args.command == "pretrain":
-            print(f"stage 1 encoder: {commands.pretrain(config, resume=resume)}")
-        elif args.command == "train":
-            print(f"stage 2 encoder: {commands.train(config, encoder_weights=args.encoder_weights, resume=resume)}")
-        elif args.command == "extract":
-            features = commands.extract(config, encoder_weights=args.encoder_weights, out=args.out, resume=resume)
-            print(f"features: {features}")
-        elif args.command == "train-head":
-            stage = commands.train_head(config, features=args.features, out=args.out, resume=resume)
-            print(stage.result.format())
-            print(f"head: {stage.head_path}; predictions: {stage.predictions_path}")
-        else:
-            commands.run(config, resume=resume, baseline=not args.no_baseline)
-    except (ConfigError, FileNotFoundError, ValueError, FolderBusyError) as exc:
-        print(f"lofi {args.command}: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, _with_skip_invalid(args))
+    resume = not args.no_resume
+    if args.command == "pretrain":
+        print(f"stage 1 encoder: {commands.pretrain(config, resume=resume)}")
+    elif args.command == "train":
+        print(f"stage 2 encoder: {commands.train(config, encoder_weights=args.encoder_weights, resume=resume)}")
+    elif args.command == "extract":
+        features = commands.extract(config, encoder_weights=args.encoder_weights, out=args.out, resume=resume)
+        print(f"features: {features}")
+    elif args.command == "train-head":
+        stage = commands.train_head(config, features=args.features, out=args.out, resume=resume)
+        print(stage.result.format())
+        print(f"head: {stage.head_path}; predictions: {stage.predictions_path}")
+    else:
+        commands.run(config, resume=resume, baseline=not args.no_baseline)
     return 0
 
 
@@ -137,7 +136,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="set a config value, e.g. -o train.optim.lr=0.05 (repeatable)")
     parser.add_argument("--no-resume", action="store_true",
                         help="start over instead of resuming from the stage's last checkpoint")
+    parser.add_argument("--skip-invalid", action="store_true", help=SKIP_INVALID_HELP.replace(
+        "skipped.json", "RUN_DIR/skipped.json"))
     parser.set_defaults(func=_cmd_stage)
+
+
+def _metrics_path(output: str | None) -> Path | None:
+    """``--output``: a file (its folder is made now, when missing, so that a bad path fails before the work), or
+    an existing folder: ``metrics.json`` in it."""
+    if output is None:
+        return None
+    path = Path(output)
+    path = path / "metrics.json" if path.is_dir() else path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -147,23 +159,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lofi.eval.report import detection_metrics_json, proposal_metrics_json, write_metrics_json
 
     proposals = args.task == "proposals"
-    try:
-        thresholds = parse_tiou_thresholds(args.tiou)
-        loaded = load_annotations(args.ground_truth, format=args.format, as_annotated=True)
-        ground_truth = loaded.annotations
-        predictions = read_results_table(args.predictions)
-        if proposals:
-            result = evaluate_proposals(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset,
-                                        max_avg_proposals=args.max_proposals)
-        else:
-            result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds,
-                                        subset=args.subset, keep_curves=bool(args.plots))
-    except (OSError, ValueError) as exc:
-        print(f"lofi evaluate: {exc}", file=sys.stderr)
-        return 2
+    output = _metrics_path(args.output)
+    thresholds = parse_tiou_thresholds(args.tiou)
+    loaded = load_annotations(args.ground_truth, format=args.format, as_annotated=True,
+                              on_invalid="skip" if args.skip_invalid else "raise")
+    ground_truth = loaded.annotations
+    predictions = read_results_table(args.predictions)
+    if proposals:
+        result = evaluate_proposals(ground_truth, predictions, tiou_thresholds=thresholds, subset=args.subset,
+                                    max_avg_proposals=args.max_proposals)
+    else:
+        result = evaluate_detection(ground_truth, predictions, tiou_thresholds=thresholds,
+                                    subset=args.subset, keep_curves=bool(args.plots))
     print(result.format())
-    if loaded.problems:
-        print(f"note: the ground truth has {len(loaded.problems)} warnings (duplicates, segments past the video's "
+    warnings = [p for p in loaded.problems if p.severity == "warning"]  # errors: left out by --skip-invalid
+    if warnings:
+        print(f"note: the ground truth has {len(warnings)} warnings (duplicates, segments past the video's "
               f"duration: `lofi data check` lists them); evaluated as annotated, as the official evaluator does")
     counts = result.counts
     if proposals:
@@ -177,10 +188,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if counts.num_unknown_label:
             print(f"note: {counts.num_unknown_label} predictions have labels without ground truth in the subset; "
                   f"ignored")
-    if args.output:
+    if output is not None:
         metrics = proposal_metrics_json(result) if proposals else detection_metrics_json(result)
-        write_metrics_json(metrics, args.output)
-        print(f"metrics written to {args.output}")
+        write_metrics_json(metrics, output)
+        print(f"metrics written to {output}")
     if args.plots:
         from lofi.eval.plots import plot_recall_vs_proposals, write_evaluation_plots
 
@@ -190,7 +201,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             paths = write_evaluation_plots(result, ground_truth.subset(args.subset), predictions, args.plots)
         for path in paths:
             print(f"wrote {path}")
+    if args.skip_invalid:
+        _report_skipped_ground_truth(loaded.problems, output.parent if output else args.plots)
     return 0
+
+
+def _report_skipped_ground_truth(problems, out_dir: str | Path | None) -> None:
+    """``--skip-invalid``: print the ground-truth entries left out, and write them to ``out_dir/skipped.json``."""
+    from lofi.data.skips import SKIPPED_FILE, annotation_records, format_skipped, write_skipped
+
+    records = annotation_records(problems)
+    path = write_skipped(records, Path(out_dir) / SKIPPED_FILE) if out_dir is not None else None
+    print(format_skipped(records, path))
 
 
 def _cmd_postprocess(args: argparse.Namespace) -> int:
@@ -198,17 +220,12 @@ def _cmd_postprocess(args: argparse.Namespace) -> int:
     from lofi.postprocess import PostprocessConfig
     from lofi.postprocess.replay import postprocess_table
 
-    try:
-        config = PostprocessConfig(method=args.method, iou_threshold=args.iou_threshold, sigma=args.sigma,
-                                   min_score=args.min_score, max_detections=args.top_k,
-                                   class_agnostic=args.class_agnostic)
-        table = read_results_table(args.predictions)
-        video_scores = read_video_scores(args.video_scores) if args.video_scores else None
-        detections = postprocess_table(table, config, video_scores=video_scores, video_top_k=args.video_top_k,
-                                       fuse=args.fuse)
-    except (OSError, ValueError) as exc:
-        print(f"lofi postprocess: {exc}", file=sys.stderr)
-        return 2
+    config = PostprocessConfig(method=args.method, iou_threshold=args.iou_threshold, sigma=args.sigma,
+                               min_score=args.min_score, max_detections=args.top_k, class_agnostic=args.class_agnostic)
+    table = read_results_table(args.predictions)
+    video_scores = read_video_scores(args.video_scores) if args.video_scores else None
+    detections = postprocess_table(table, config, video_scores=video_scores, video_top_k=args.video_top_k,
+                                   fuse=args.fuse)
     write_results(detections, args.output)
     kept = sum(len(d) for d in detections.values())
     print(f"{len(table)} candidates in {len(table.video_ids)} videos -> {kept} detections ({config.method}); "
@@ -273,13 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="thresholds: START:STOP:STEP, a comma list, or thumos14 (default 0.5:0.95:0.05)")
     evaluate.add_argument("--format", choices=["activitynet", "hacs", "thumos14", "csv"],
                           help="ground truth format (default: from the path)")
-    evaluate.add_argument("--output", metavar="metrics.json", help="write the metrics as JSON")
+    evaluate.add_argument("--output", metavar="metrics.json",
+                          help="write the metrics as JSON (a missing folder is made; a folder: metrics.json in it)")
     evaluate.add_argument("--task", choices=["detection", "proposals"], default="detection",
                           help="detection mAP (default), or proposals: AR@AN and AUC, labels ignored")
     evaluate.add_argument("--max-proposals", type=float, default=100, metavar="AN",
                           help="proposals: the largest average number of proposals per video (default 100)")
     evaluate.add_argument("--plots", metavar="DIR",
                           help="write PNGs: mAP vs tIoU, per-class AP, precision-recall, timelines of a few videos")
+    evaluate.add_argument("--skip-invalid", action="store_true",
+                          help="leave out invalid ground-truth entries instead of stopping; they are listed at the "
+                               "end and in skipped.json beside --output (or in --plots)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     post = commands.add_parser("postprocess", help="NMS / Soft-NMS on saved raw predictions, without the model")
@@ -334,19 +355,92 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                       help="change the synthetic preset, e.g. -o train.optim.epochs=2 (repeatable)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--skip-invalid", action="store_true", help=SKIP_INVALID_HELP.replace(
+        "skipped.json", "the run folder's skipped.json"))
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's to fix: one line and exit 2. ``ValueError`` covers ``ConfigError``,
+    ``AnnotationError`` and ``RunMismatchError``; ``OSError`` covers missing files and unusable paths. Add a new
+    class by inheriting :class:`lofi.errors.UserError`, or here."""
+    from lofi.data.video import VideoReadError
+    from lofi.errors import UserError
+
+    return (UserError, VideoReadError, ValueError, OSError)
+
+
+_OS_ERROR_HINTS: dict[type[OSError], str] = {
+    FileNotFoundError: "check the path",
+    IsADirectoryError: "give a file, not a folder",
+    NotADirectoryError: "a part of the path is a file, not a folder; check the path",
+    FileExistsError: "a file is in the way of a folder; pick another path",  # mkdir over a file
+    PermissionError: "check the permissions",
+}
+
+
+def _worker_message(text: str) -> str:
+    """The error line of torch's "Caught X in DataLoader worker process N. Original Traceback ..." text."""
+    if not (text.startswith("Caught ") and " in DataLoader worker process " in text.split("\n", 1)[0]):
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return re.sub(r"^[\w.]+: ", "", last, count=1)
+
+
+def user_message(exc: BaseException, *, skip_flag: bool) -> str:
+    """What to print for a user error: the file or key, the problem, what to do. ``skip_flag``: the command has
+    ``--skip-invalid``, which its messages then suggest."""
+    from lofi.data.annotations import AnnotationError
+    from lofi.data.video import VideoReadError
+
+    if isinstance(exc, AnnotationError) and exc.problems:
+        errors = [p for p in exc.problems if p.severity == "error"] or exc.problems
+        more = f" (and {len(errors) - 1} more: `lofi data check` lists them)" if len(errors) > 1 else ""
+        fix = "fix the entry, or pass --skip-invalid to leave invalid entries out" if skip_flag else "fix the entry"
+        return f"{errors[0]}{more}; {fix}"
+    if isinstance(exc, VideoReadError):
+        fix = "replace the file, or pass --skip-invalid to leave the video out" if skip_flag else "replace the file"
+        return f"{exc.path}: {exc.reason}; {fix}"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        hint = next((h for cls, h in _OS_ERROR_HINTS.items() if isinstance(exc, cls)), "check the path")
+        return f"{exc.filename}: {exc.strerror}; {hint}"
+    message = _worker_message(str(exc)) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and ";" not in message:
+        message += "; check the path"
+    return message
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    return f"{args.command} {args.data_command}" if args.command == "data" else args.command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
+    name = _command_name(args)
     try:
         return int(args.func(args))
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        resume = "; run the same command again to resume from the last checkpoint" if name in TRAINING_COMMANDS else ""
+        print(f"lofi {name}: interrupted{resume}", file=sys.stderr)
+        return 130
+    except user_errors() as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"lofi {name}: {user_message(exc, skip_flag=hasattr(args, 'skip_invalid'))}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"lofi {name}: unexpected {type(exc).__name__} (traceback above): this looks like a bug in lofi; "
+              f"please report it with the traceback and the command", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ class DataConfig(_Checked):
     num_workers: int = _ranged(2, ge=0, note="0: decode in the main process")  # DataLoader decode workers
     # (spawned, not forked: PyAV is not fork-safe everywhere)
     cache_dir: str | None = None  # pre-decoded frames at the working resolution, so stage 2 decodes each video once
-    on_error: Literal["skip", "raise"] = "skip"  # a bad video: report and skip it, or stop
+    on_error: Literal["skip", "raise"] = "raise"  # bad entry or video: stop; skip (--skip-invalid): see skipped.json
 
 
 @dataclass

@@ -27,7 +27,8 @@ memory (:func:`decode_all_frames`): clips then cost no decoding, which is what m
 epoch affordable on small datasets; without it every clip is decoded from the file. Both give the same frames
 (the frame displayed at each requested time). Augmentation is :func:`lofi.data.augment.augment_clip`.
 
-Bad videos raise (``on_error="raise"``) or are skipped (item None, warning, :func:`collate_clips` drops it).
+Bad videos raise (``on_error="raise"``) or are skipped (item None, warning, a record in ``skip_log``:
+:func:`collate_clips` drops it).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.augment import ClipAugment, augment_clip
 from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
 from lofi.data.sampling import SnippetSpec, frame_indices_for_cfr, range_times_sec, sample_snippets_between
+from lofi.data.skips import SkipLog, SkipRecord
 from lofi.data.video import VideoReadError, find_video_files, probe_video
 from lofi.data.windows import label_indices
 
@@ -135,7 +137,7 @@ class ClipDataset(VideoFileDataset):
                  segment_margin_frac: float = 0.0, augment: bool = False, seed: int = 0,
                  on_error: OnError = "skip", threads: int = 1, clip_sec: float | None = None,
                  clips_per_range: int = 1, augmentation: ClipAugment | None = None, preload: bool = False,
-                 balance_classes: bool = False) -> None:
+                 balance_classes: bool = False, skip_log: SkipLog | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not 0.0 <= segment_margin_frac < 0.5:
@@ -165,6 +167,7 @@ class ClipDataset(VideoFileDataset):
         self.threads = threads
         self.epoch = 0
         self.skipped: list[tuple[str, str]] = []
+        self.skip_log = skip_log
         self._files = find_video_files(self.videos_dir)
         to_index = label_indices(annotations, self.classes)
         self.clips: list[ClipRange] = []
@@ -186,6 +189,9 @@ class ClipDataset(VideoFileDataset):
                 if self.on_error == "raise":
                     raise
                 logger.warning("no background clips for video %r: %s", video.video_id, exc)
+                if self.skip_log is not None:
+                    self.skip_log.record(SkipRecord(file=exc.path, video_id=video.video_id, what="background clips",
+                                                    reason=exc.reason))
                 return []
         gaps = [g for g in background_gaps(video, duration_sec) if g[1] - g[0] >= min_sec]
         longest = sorted(gaps, key=lambda g: (-(g[1] - g[0]), g[0]))[:count]
@@ -252,7 +258,7 @@ class ClipDataset(VideoFileDataset):
             raw = self._frames(clip.video_id, start_sec, end_sec)  # [T, F, H, W, 3]
         except VideoReadError as exc:
             skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=clip.video_id,
-                          what=f"clip {index} of video {clip.video_id!r}")
+                          what=f"clip {index} of video {clip.video_id!r}", log=self.skip_log, kind="clip")
             return None
         frames = augment_clip(raw, size_px=self.frame_size_px, augment=self.augmentation if self.augment else None,
                               generator=generator)  # [T, F, 3, S, S]

@@ -1,7 +1,8 @@
 """A map-style dataset of sampled snippets with their ground-truth segments, one item per annotated video.
 
 Bad videos (missing, empty, corrupt, truncated) either raise (``on_error="raise"``) or are skipped: the item is
-None, a warning names the file and the reason, and :func:`collate_skipping_none` drops it from the batch.
+None, a warning names the file and the reason, the dataset's ``skip_log`` (:class:`~lofi.data.skips.SkipLog`,
+which DataLoader workers write too) records it, and :func:`collate_skipping_none` drops it from the batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.sampling import SnippetSpec, sample_snippets
+from lofi.data.skips import SkipLog, SkipRecord
 from lofi.data.video import VideoReadError, find_video_files, video_file
 
 logger = logging.getLogger(__name__)
@@ -30,14 +32,33 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
+class ItemReadError(VideoReadError):
+    """A dataset item's :class:`VideoReadError` under ``on_error="raise"``.
+
+    torch rebuilds an error raised in a DataLoader worker from its formatted traceback alone (``type(text)``);
+    this class accepts that text and recovers the file and the reason from its last line, so the main process
+    still gets a :class:`VideoReadError` naming the file (plain VideoReadError would become a RuntimeError).
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str | None = None) -> None:
+        if reason is None:  # rebuilt from "Caught ItemReadError in DataLoader worker process 0 ... Traceback ..."
+            text, marker = str(path), f"{ItemReadError.__module__}.{ItemReadError.__qualname__}: "
+            tail = text[text.rfind(marker) + len(marker):] if marker in text else text
+            path, _, reason = tail.strip().partition(": ")
+        super().__init__(path, reason)
+
+
 def skip_or_raise(error: VideoReadError, *, on_error: OnError, skipped: list[tuple[str, str]], video_id: str,
-                  what: str) -> None:
-    """A dataset's bad video: raise ``error`` (``on_error="raise"``), or log a warning naming ``what`` and record
-    ``(video_id, reason)`` in ``skipped``; the caller then returns None for the item."""
+                  what: str, log: SkipLog | None = None, kind: str = "video") -> None:
+    """A dataset's bad video: raise it as an :class:`ItemReadError` (``on_error="raise"``), or log a warning
+    naming ``what``, append ``(video_id, reason)`` to ``skipped`` (this process only) and, with ``log``, record
+    that a ``kind`` of the video was left out; the caller then returns None for the item."""
     if on_error == "raise":
-        raise error
+        raise ItemReadError(error.path, error.reason) from error
     logger.warning("skipping %s: %s", what, error)
     skipped.append((video_id, str(error)))
+    if log is not None:
+        log.record(SkipRecord(file=error.path, video_id=video_id, what=kind, reason=error.reason))
 
 
 def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -70,11 +91,13 @@ class SnippetBatch(TypedDict):
 
 class VideoFileDataset(Dataset):
     """What the datasets that decode video files share: ``videos_dir`` and its id -> file map ``_files``
-    (:func:`~lofi.data.video.find_video_files`), and the ``epoch`` their augmentation is seeded with."""
+    (:func:`~lofi.data.video.find_video_files`), the ``epoch`` their augmentation is seeded with, and the
+    ``skip_log`` that records the videos they skip (None: warnings only)."""
 
     videos_dir: Path
     _files: dict[str, Path]
     epoch: int
+    skip_log: SkipLog | None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -89,11 +112,13 @@ class SnippetDataset(VideoFileDataset):
 
     Random crops are drawn from a generator seeded by ``(seed, epoch, index)``, so an item is the same whichever
     worker loads it; call :meth:`set_epoch` to draw new crops each epoch. ``skipped`` lists ``(video_id, reason)``
-    for videos skipped in *this* process (DataLoader workers hold their own copies; their warnings are logged).
+    for videos skipped in *this* process (DataLoader workers hold their own copies); ``skip_log`` records the
+    skips of every process.
     """
 
     def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, spec: SnippetSpec,
-                 on_error: OnError = "raise", seed: int = 0, threads: int = 1) -> None:
+                 on_error: OnError = "raise", seed: int = 0, threads: int = 1,
+                 skip_log: SkipLog | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.annotations = annotations
@@ -105,6 +130,7 @@ class SnippetDataset(VideoFileDataset):
         self.epoch = 0
         self.video_ids: list[str] = list(annotations.videos)
         self.skipped: list[tuple[str, str]] = []
+        self.skip_log = skip_log
         self._files = find_video_files(self.videos_dir)
         self._label_to_index = annotations.label_to_index
 
@@ -118,7 +144,7 @@ class SnippetDataset(VideoFileDataset):
                                    threads=self.threads)
         except VideoReadError as exc:
             skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=video_id,
-                          what=f"video {video_id!r}")
+                          what=f"video {video_id!r}", log=self.skip_log)
             return None
         segments_sec, labels = self._targets(self.annotations[video_id])
         return SnippetItem(video_id=video_id, frames=clip.frames,

@@ -25,6 +25,7 @@ from lofi.data.annotations import AnnotationSet, Segment
 from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
 from lofi.data.frame_cache import FrameCache, resample
 from lofi.data.sampling import SnippetSpec, sample_snippets
+from lofi.data.skips import SkipLog
 from lofi.data.video import VideoReadError, find_video_files
 from lofi.models.heads.base import SegmentTargets
 from lofi.train.fidelity import Fidelity, FidelitySchedule
@@ -82,13 +83,14 @@ class VideoWindowDataset(VideoFileDataset):
     the same whichever worker loads it; call :meth:`set_epoch` for new draws. Without augmentation the crop is
     centred. With ``cache`` frames come from the cache (which must cover the largest fidelity and use the same
     ``frames_per_snippet`` and ``frame_stride``), else each item is decoded at its fidelity with
-    :func:`~lofi.data.sampling.sample_snippets`. ``skipped`` lists ``(video_id, reason)`` skipped in this process.
+    :func:`~lofi.data.sampling.sample_snippets`. ``skipped`` lists ``(video_id, reason)`` skipped in this process;
+    ``skip_log`` records the skips of every process (DataLoader workers included).
     """
 
     def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, classes: Sequence[str],
                  fidelities: Mapping[str, Fidelity], frames_per_snippet: int = 1, frame_stride: int = 1,
                  cache: FrameCache | None = None, augment: bool = False, on_error: OnError = "skip",
-                 seed: int = 0, threads: int = 1) -> None:
+                 seed: int = 0, threads: int = 1, skip_log: SkipLog | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not fidelities:
@@ -109,6 +111,7 @@ class VideoWindowDataset(VideoFileDataset):
         self.epoch = 0
         self.video_ids: list[str] = list(annotations.videos)
         self.skipped: list[tuple[str, str]] = []
+        self.skip_log = skip_log
         self._label_to_index = label_indices(annotations, self.classes)
         self._files = find_video_files(self.videos_dir)
 
@@ -135,7 +138,7 @@ class VideoWindowDataset(VideoFileDataset):
                 frames, duration_sec = clip.frames, clip.info.duration_sec
         except VideoReadError as exc:
             skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=video_id,
-                          what=f"video {video_id!r}")
+                          what=f"video {video_id!r}", log=self.skip_log)
             return None
         if generator is not None and bool(torch.rand((), generator=generator) < 0.5):
             frames = frames.flip(-1)  # horizontal flip; drawn after the crop in both paths

@@ -61,7 +61,8 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
     dataset = VideoWindowDataset(annotations=videos, videos_dir=config.data.videos, classes=context.classes,
                                  fidelities={"full": full}, frames_per_snippet=config.data.frames_per_snippet,
                                  frame_stride=config.data.frame_stride, cache=frame_cache(context, {"full": full}),
-                                 augment=False, on_error=config.data.on_error, seed=config.seed)
+                                 augment=False, on_error=config.data.on_error, seed=config.seed,
+                                 skip_log=context.skip_log)
     encoder = build_encoder(context, encoder_weights).to(context.device).eval()
     meta = {"encoder": config.model.encoder, "encoder_options": config.model.encoder_kwargs(),
             "encoder_weights": str(encoder_weights) if encoder_weights else None,

@@ -24,10 +24,34 @@ def run_context(config: RunConfig, *, progress: bool = True) -> Iterator[RunCont
     """A :class:`RunContext`, inside torch.distributed when launched by torchrun (cleaned up on the way out)."""
     started = distributed.init_distributed()
     try:
-        yield make_context(config, progress=progress)
+        context = make_context(config, progress=progress)
+        try:
+            yield context
+        except BaseException:  # interrupted or failed: list what was skipped so far (the log is kept for a resume)
+            report_skips(context, wait=False)
+            raise
+        report_skips(context)
     finally:
         if started:
             distributed.cleanup()
+
+
+def report_skips(context: RunContext, *, wait: bool = True) -> None:
+    """With --skip-invalid: merge what every process skipped into ``RUN_DIR/skipped.json`` and print the list
+    (``wait``: once every rank is done; else what is recorded so far, on the way out of a failed command)."""
+    from lofi.data.skips import finish_skip_log
+
+    if context.skip_log is None:
+        return
+    if wait:
+        distributed.barrier()  # every rank has recorded its skips
+    if context.is_main:
+        try:
+            print(finish_skip_log(context.skip_log, context.run_dir))
+        except OSError as exc:
+            if wait:
+                raise
+            print(f"could not write {context.run_dir / 'skipped.json'}: {exc}", file=sys.stderr)
 
 
 def previous_encoder(context: RunContext, *candidates: Path) -> Path | None:

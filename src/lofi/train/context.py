@@ -13,6 +13,7 @@ import torch.distributed as dist
 from lofi.config import OptimConfig, RunConfig
 from lofi.data.annotations import AnnotationSet
 from lofi.data.formats import load_annotations
+from lofi.data.skips import LOG_DIR, SkipLog, annotation_records
 from lofi.train.builders import resolve_device
 from lofi.train.distributed import barrier
 from lofi.train.run_identity import StageStart, dataset_inputs, stage_guard, stage_identity
@@ -33,6 +34,7 @@ class RunContext:
     rank: int = 0
     world_size: int = 1
     progress: bool = True
+    skip_log: SkipLog | None = None  # what --skip-invalid left out (None: nothing may be skipped)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -81,13 +83,18 @@ class RunContext:
 
 def make_context(config: RunConfig, *, progress: bool = True) -> RunContext:
     """Load the annotations (a bad entry is an error naming it, unless ``data.on_error`` is ``skip``), resolve
-    the device and read the rank from torch.distributed. Nothing is written: each stage records its config beside
-    its outputs when it starts for real (:meth:`RunContext.guard`)."""
+    the device and read the rank from torch.distributed. Nothing is written but the skip log (with ``on_error``
+    ``skip``): each stage records its config beside its outputs when it starts for real (:meth:`RunContext.guard`)."""
     device = resolve_device(config.device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", torch.cuda.current_device())
+    skipping = config.data.on_error == "skip"
     loaded = load_annotations(config.data.annotations, format=config.data.format,
-                              on_invalid="skip" if config.data.on_error == "skip" else "raise")
-    return RunContext(config=config, run_dir=config.run_dir, device=device, annotations=loaded.annotations,
-                      rank=rank, world_size=world, progress=progress and rank == 0)
+                              on_invalid="skip" if skipping else "raise")
+    context = RunContext(config=config, run_dir=config.run_dir, device=device, annotations=loaded.annotations,
+                         rank=rank, world_size=world, progress=progress and rank == 0,
+                         skip_log=SkipLog(config.run_dir / LOG_DIR) if skipping else None)
+    if context.is_main and context.skip_log is not None:
+        context.skip_log.record_all(annotation_records(loaded.problems))
+    return context

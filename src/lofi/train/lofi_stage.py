@@ -78,7 +78,8 @@ def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | 
                                  classes=context.classes, fidelities=fidelities,
                                  frames_per_snippet=config.data.frames_per_snippet,
                                  frame_stride=config.data.frame_stride, cache=frame_cache(context, fidelities),
-                                 augment=True, on_error=config.data.on_error, seed=config.seed)
+                                 augment=True, on_error=config.data.on_error, seed=config.seed,
+                                 skip_log=context.skip_log)
     sampler = FidelityBatchSampler(num_items=len(dataset), batch_size=context.batch_per_rank(optim),
                                    schedule=schedule, shuffle=True, seed=config.seed,
                                    grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,

@@ -59,6 +59,7 @@ def _clip_dataset(context: RunContext, subset: str, *, augment: bool) -> ClipDat
                        segment_margin_frac=stage.segment_margin_frac, augment=augment, seed=config.seed,
                        on_error=config.data.on_error, clip_sec=stage.clip_sec, clips_per_range=clips_per_range,
                        preload=stage.preload_frames, balance_classes=stage.balance_classes and augment,
+                       skip_log=context.skip_log,
                        augmentation=ClipAugment(crop_scale=(stage.crop_scale_min, 1.0), flip=stage.flip,
                                                 color_jitter=stage.color_jitter,
                                                 channel_shuffle=stage.channel_shuffle))

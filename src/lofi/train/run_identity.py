@@ -33,6 +33,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from lofi import __version__
 from lofi.config import RunConfig, config_to_dict, save_config
+from lofi.errors import UserError
 from lofi.io import atomic_write
 
 IDENTITY_FILE = "identity.json"
@@ -66,7 +67,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError, ValueError):
     """A stage folder holds results of other settings (or of unknown settings) and may not be reused."""
 
 
@@ -156,7 +157,11 @@ def stage_identity(stage: str, config: RunConfig, inputs: Mapping[str, str] | No
     """The identity of ``stage`` (a key of :data:`STAGE_KEYS`) under ``config``, with ``inputs`` digests."""
     if stage not in STAGE_KEYS:
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGE_KEYS)}")
-    flat = flatten(config_to_dict(config))
+    tree = config_to_dict(config)
+    # only the selected models' options count (options may be kept per model name)
+    tree["model"] = {**tree["model"], "encoder_options": config.model.encoder_kwargs(),
+                     "head_options": config.model.head_kwargs()}
+    flat = flatten(tree)
     chosen = {k: v for k, v in flat.items() if _selected(k, STAGE_KEYS[stage]) and not _selected(k, NEUTRAL_KEYS)}
     return StageIdentity(stage=stage, config=chosen, inputs=dict(inputs or {}))
 

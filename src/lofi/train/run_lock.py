@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lofi.errors import UserError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -27,7 +29,7 @@ LOCK_FILE = ".lofi.lock"
 _held: dict[Path, tuple[int, int]] = {}  # resolved lock path -> (fd, depth), this process's locks
 
 
-class FolderBusyError(RuntimeError):
+class FolderBusyError(UserError, RuntimeError):
     """Another live process holds the folder's lock."""
 
 
