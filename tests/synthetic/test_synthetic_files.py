@@ -137,8 +137,8 @@ def test_cli_demo_generates_checks_and_runs_the_three_stages(tmp_path, capsys):
     data = tmp_path / "demo" / "synthetic"
     assert load_annotations(data / "annotations.json").annotations.classes == ("circle_ccw", "circle_cw")
     run = tmp_path / "demo" / "runs" / "synthetic"
-    for name in ("stage1_pretrain/config.yaml", "stage3_head_lofi/identity.json", "comparison.json", "comparison.png", "stage1_pretrain/encoder.pt",
-                 "stage1_pretrain/curves.png", "stage2_lofi/latest.pt", "stage2_lofi/metrics.jsonl",
+    for name in ("stage1_pretrain/config.yaml", "stage3_head_lofi/identity.json", "comparison.json",
+                 "comparison.png", "stage1_pretrain/encoder.pt", "stage1_pretrain/curves.png", "stage2_lofi/latest.pt", "stage2_lofi/metrics.jsonl",
                  "stage3_head_lofi/metrics.json", "stage3_head_frozen/predictions.json"):
         assert (run / name).is_file(), name
 
