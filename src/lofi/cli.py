@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import traceback
@@ -432,15 +433,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lofi {name}: interrupted{resume}", file=sys.stderr)
         return 130
     except user_errors() as exc:
+        if not _raised_by_lofi(exc):
+            return _report_bug(name, exc)
         if args.verbose:
             traceback.print_exc()
         print(f"lofi {name}: {user_message(exc, skip_flag=hasattr(args, 'skip_invalid'))}", file=sys.stderr)
         return 2
     except Exception as exc:
-        traceback.print_exc()
-        print(f"lofi {name}: unexpected {type(exc).__name__} (traceback above): this looks like a bug in lofi; "
-              f"please report it with the traceback and the command", file=sys.stderr)
-        return 1
+        return _report_bug(name, exc)
+
+
+def _raised_by_lofi(exc: BaseException) -> bool:
+    """Whether ``exc`` is a message for the user: a :class:`~lofi.errors.UserError` or another lofi error class, an
+    ``OSError`` (a path), or a ``ValueError`` raised in lofi's own code. A ``ValueError`` from deep inside torch,
+    say, is a bug to report with its traceback."""
+    from lofi.errors import UserError
+
+    if isinstance(exc, (UserError, OSError)) or type(exc).__module__.startswith("lofi."):
+        return True  # lofi's own error classes; a file or folder the system refused
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    package = os.path.dirname(os.path.abspath(__file__))
+    return last is not None and os.path.abspath(last.tb_frame.f_code.co_filename).startswith(package + os.sep)
+
+
+def _report_bug(name: str, exc: BaseException) -> int:
+    traceback.print_exception(exc)
+    print(f"lofi {name}: unexpected {type(exc).__name__} (traceback above): this looks like a bug in lofi; "
+          f"please report it with the traceback and the command", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

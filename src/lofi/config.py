@@ -285,7 +285,7 @@ class RunConfig(_Checked):
 
     name: str = "lofi"
     out_dir: str = "runs"  # the run directory is out_dir/name
-    seed: int = 0
+    seed: int = _ranged(0, ge=0)
     device: Device = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

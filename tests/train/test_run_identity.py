@@ -190,3 +190,73 @@ def test_train_head_elsewhere_writes_nothing_in_the_run_folder(feature_set, tmp_
     assert main(_head_argv(annotations, features, out)) == 0
     assert not (tmp_path / "runs").exists()
     assert os.listdir(out)
+
+
+def test_a_folder_of_another_stage_is_never_replaced(tmp_path):
+    config = load_config("synthetic")
+    with stage_guard(tmp_path, stage_identity("extract", config), config, resume=True):
+        pass
+    (tmp_path / "video.pt").write_bytes(b"features")
+    for resume in (True, False):
+        with pytest.raises(RunMismatchError, match=r"another stage \(extract\)"):
+            with stage_guard(tmp_path, stage_identity("lofi", config), config, resume=resume):
+                pass
+    assert (tmp_path / "video.pt").read_bytes() == b"features"
+
+
+def test_a_damaged_identity_is_refused_on_resume_and_replaced_on_start_over(tmp_path):
+    config = load_config("synthetic")
+    (tmp_path / IDENTITY_FILE).write_text("{not json")
+    identity = stage_identity("head", config)
+    with pytest.raises(RunMismatchError, match="unreadable run identity"):
+        with stage_guard(tmp_path, identity, config, resume=True):
+            pass
+    with stage_guard(tmp_path, identity, config, resume=False) as start:
+        assert not start.reusing
+    assert json.loads((tmp_path / IDENTITY_FILE).read_text())["fingerprint"] == identity.fingerprint
+
+
+def test_a_head_refuses_an_unfinished_features_folder(feature_set, tmp_path, capsys):
+    annotations, features = feature_set
+    unfinished = tmp_path / "features"
+    config = load_config("synthetic")
+    with stage_guard(unfinished, stage_identity("extract", config), config, resume=True):
+        pass  # an extraction that started and never marked itself complete
+    for f in features.glob("*.pt"):
+        (unfinished / f.name).write_bytes(f.read_bytes())
+    assert main(_head_argv(annotations, unfinished, tmp_path / "head")) == 2
+    assert "not a finished features folder" in capsys.readouterr().err
+
+
+def test_a_missing_feature_file_stops_the_head_unless_skipping(feature_set, tmp_path, capsys):
+    annotations, features = feature_set
+    partial = tmp_path / "features"
+    partial.mkdir()
+    files = sorted(features.glob("*.pt"))
+    for f in files[1:]:
+        (partial / f.name).write_bytes(f.read_bytes())
+    assert main(_head_argv(annotations, partial, tmp_path / "head")) == 2
+    err = capsys.readouterr().err
+    assert "have no feature file" in err and "--skip-invalid" in err
+    assert main(_head_argv(annotations, partial, tmp_path / "head2", "--skip-invalid")) == 0
+
+
+def test_stage_2_starts_from_the_configured_weights_when_stage_1_is_off(feature_set, tmp_path):
+    from lofi.train.commands import STAGE1_ENCODER, previous_encoder
+    from lofi.train.context import make_context
+
+    annotations, _ = feature_set
+    base = [f"data.annotations={annotations}", f"out_dir={tmp_path}", "name=run"]
+    (tmp_path / "run" / "stage1_pretrain").mkdir(parents=True)
+    (tmp_path / "run" / STAGE1_ENCODER).write_bytes(b"stage 1")
+    (tmp_path / "w.pt").write_bytes(b"given")
+    on = make_context(load_config("synthetic", base + [f"model.encoder_weights={tmp_path / 'w.pt'}"]), progress=False)
+    assert previous_encoder(on, STAGE1_ENCODER) == tmp_path / "run" / STAGE1_ENCODER
+    off = make_context(load_config("synthetic", base + [f"model.encoder_weights={tmp_path / 'w.pt'}",
+                                                        "pretrain.enabled=false"]), progress=False)
+    assert previous_encoder(off, STAGE1_ENCODER) == tmp_path / "w.pt"
+    # a stage 1 that started (identity recorded) but left no encoder is an error, not a start from scratch
+    (tmp_path / "run" / STAGE1_ENCODER).unlink()
+    (tmp_path / "run" / "stage1_pretrain" / IDENTITY_FILE).write_text("{}")
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        previous_encoder(on, STAGE1_ENCODER)

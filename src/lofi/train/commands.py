@@ -55,10 +55,21 @@ def report_skips(context: RunContext, *, wait: bool = True) -> None:
 
 
 def previous_encoder(context: RunContext, *candidates: Path) -> Path | None:
-    """The first of the run's encoder files that exists, else the configured ``model.encoder_weights``."""
+    """The first of the run's enabled stages' encoder files that exists, else the configured
+    ``model.encoder_weights``. A stage turned off (``pretrain.enabled`` / ``train.enabled`` false) is passed over,
+    so ``lofi train`` and ``lofi run`` start from the same weights; a stage that started but left no encoder is an
+    error (not a silent start from scratch)."""
+    enabled = {STAGE1_ENCODER: context.config.pretrain.enabled, STAGE2_ENCODER: context.config.train.enabled}
     for relative in candidates:
-        if (context.run_dir / relative).is_file():
-            return context.run_dir / relative
+        if not enabled.get(relative, True):
+            continue
+        path = context.run_dir / relative
+        if path.is_file():
+            return path
+        if (path.parent / "identity.json").is_file():
+            raise FileNotFoundError(f"{path}: that stage started in this run folder but has not finished; run it "
+                                    f"again to finish it (`lofi {'pretrain' if relative == STAGE1_ENCODER else 'train'}"
+                                    f"` with the same config), or give --encoder-weights")
     weights = context.config.model.encoder_weights
     return Path(weights) if weights else None
 

@@ -15,11 +15,13 @@ from lofi.data.annotations import AnnotationSet
 from lofi.data.formats import load_annotations
 from lofi.data.skips import LOG_DIR, SkipLog, annotation_records
 from lofi.train.builders import resolve_device
-from lofi.train.distributed import barrier
+from lofi.train.distributed import broadcast_object
 from lofi.train.run_identity import StageStart, dataset_inputs, stage_guard, stage_identity
 
 #: What a mismatch message offers besides ``--no-resume`` for folders inside the run directory.
-RUN_DIR_HINT = "run in another folder (-o out_dir=DIR or -o name=NAME)"
+RUN_DIR_HINT = ("run in another folder (-o out_dir=DIR or -o name=NAME); note that `lofi run --no-resume` starts "
+                "all its stages over, while `lofi train-head --features RUN_DIR/features_lofi --out DIR` reruns "
+                "only a head")
 OUT_HINT = "write to another folder (--out DIR)"
 
 
@@ -72,7 +74,7 @@ class RunContext:
         identity = stage_identity(stage, self.config, inputs)
         inside = Path(os.path.abspath(folder)).is_relative_to(os.path.abspath(self.run_dir))
         return stage_guard(folder, identity, self.config, resume=resume, is_main=self.is_main,
-                           new_folder_hint=RUN_DIR_HINT if inside else OUT_HINT, sync=barrier)
+                           new_folder_hint=RUN_DIR_HINT if inside else OUT_HINT, share=broadcast_object)
 
     def stage_dir(self, name: str) -> Path:
         path = self.run_dir / name

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -87,6 +89,15 @@ def barrier() -> None:
         dist.barrier(device_ids=[torch.cuda.current_device()])
     else:
         dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process (picklable; ``obj`` itself when not distributed)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def cleanup() -> None:

@@ -31,7 +31,7 @@ from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 from lofi.train.predict import finish_predictions, predict_features, write_raw
 from lofi.train.pretrain import loop_config
-from lofi.train.run_identity import features_input
+from lofi.train.run_identity import RunMismatchError, features_input, is_complete, read_identity
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,16 @@ class HeadStageResult:
     result: DetectionResult
 
 
-def _with_features(videos: AnnotationSet, features_dir: Path, *, what: str) -> AnnotationSet:
+def _with_features(videos: AnnotationSet, features_dir: Path, *, what: str, skip: bool) -> AnnotationSet:
+    """The videos of ``videos`` that have a feature file. A missing one is an error unless ``skip`` (the
+    ``--skip-invalid`` of the command that extracted, or this one): then the video is left out, with a warning."""
     kept = [v for v in videos if find_feature_file(features_dir, v.video_id) is not None]
     if len(kept) < len(videos):
+        missing = [v.video_id for v in videos if find_feature_file(features_dir, v.video_id) is None]
+        if not skip:
+            raise FileNotFoundError(f"{features_dir}: {len(missing)} of {len(videos)} {what} videos have no feature "
+                                    f"file (first: {missing[0]!r}); extract them (`lofi extract`), or pass "
+                                    f"--skip-invalid to leave them out")
         logger.warning("%s: %d of %d videos have no feature file in %s (skipped at extraction); left out",
                        what, len(videos) - len(kept), len(videos), features_dir)
     if not kept:
@@ -91,15 +98,21 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
     features_dir, out = Path(features_dir), Path(out_dir)
     if not features_dir.is_dir():
         raise FileNotFoundError(f"{features_dir}: features folder not found; run `lofi extract` first")
-    with context.guard(out, "head", inputs={**context.data_inputs(videos=False), **features_input(features_dir)}, resume=resume):
+    recorded = read_identity(features_dir)
+    if recorded is not None and (recorded.stage != "extract" or not is_complete(features_dir)):
+        raise RunMismatchError(f"{features_dir}: not a finished features folder (its extraction did not finish, is "
+                               f"still running, or the folder holds another stage); run `lofi extract` to finish it")
+    inputs = {**context.data_inputs(videos=False), **features_input(features_dir)}
+    with context.guard(out, "head", inputs=inputs, resume=resume):
         return _train_and_evaluate(context, features_dir, out, resume=resume, eval_every_epochs=eval_every_epochs)
 
 
 def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, resume: bool,
                         eval_every_epochs: int) -> HeadStageResult:
     config, optim = context.config, context.config.head.optim
-    train_videos = _with_features(context.subset(config.data.train_subset), features_dir, what="training")
-    val_videos = _with_features(context.subset(config.data.val_subset), features_dir, what="evaluation")
+    skip = config.data.on_error == "skip"
+    train_videos = _with_features(context.subset(config.data.train_subset), features_dir, what="training", skip=skip)
+    val_videos = _with_features(context.subset(config.data.val_subset), features_dir, what="evaluation", skip=skip)
     train_set = FeatureDataset(features_dir=features_dir, annotations=train_videos, classes=context.classes)
     val_set = FeatureDataset(features_dir=features_dir, annotations=val_videos, classes=context.classes)
     feature_dim = int(train_set[0]["features"].shape[0])

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from lofi import __version__
 from lofi.config import RunConfig, config_to_dict, save_config
@@ -257,36 +257,61 @@ class StageStart:
     complete: bool = False
 
 
+def _prepare(folder: Path, identity: StageIdentity, config: RunConfig, *, resume: bool,
+             new_folder_hint: str) -> tuple[bool, bool]:
+    """Check or clear ``folder`` for ``identity`` (see the module docstring); ``(reusing, complete)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        recorded = read_identity(folder)
+    except RunMismatchError:
+        if resume:
+            raise
+        recorded = None  # starting over: a damaged record is replaced like any other
+    if recorded is not None and recorded.stage != identity.stage:
+        raise RunMismatchError(f"{folder}: holds the results of another stage ({recorded.stage}), not of "
+                               f"{identity.stage}; nothing there is replaced, even with --no-resume: "
+                               f"{new_folder_hint}")
+    has_results = bool(stage_results(folder, identity.stage))
+    if resume and has_results:
+        if recorded is None or recorded.fingerprint != identity.fingerprint:
+            raise RunMismatchError(mismatch_message(folder, recorded, identity, new_folder_hint=new_folder_hint))
+        return True, is_complete(folder)
+    if resume and recorded is not None and recorded.fingerprint == identity.fingerprint:
+        return True, is_complete(folder)  # started before, nothing written yet: same settings, nothing to clear
+    _remove_results(folder, identity.stage, recorded=recorded is not None)
+    _write_identity(folder, identity, config)
+    return False, False
+
+
 @contextlib.contextmanager
 def stage_guard(folder: str | os.PathLike, identity: StageIdentity, config: RunConfig, *, resume: bool,
                 is_main: bool = True, new_folder_hint: str = "choose another output folder",
-                sync: Any = None) -> Iterator[StageStart]:
+                share: Callable[[Any], Any] | None = None) -> Iterator[StageStart]:
     """Hold ``folder``'s lock for the stage's life and make sure what is there belongs to ``identity`` (see the
-    module docstring). ``is_main``: only the main process locks, checks and writes; ``sync`` (e.g. a barrier) is
-    called by every process once the folder is ready."""
+    module docstring). ``is_main``: only the main process locks, checks and writes; ``share(obj)`` (under
+    torchrun: a broadcast from rank 0) hands the main process's outcome to every process, so all of them reuse,
+    start fresh or stop together."""
     from lofi.train.run_lock import FolderLock
 
     folder = Path(folder)
-    lock = FolderLock(folder) if is_main else contextlib.nullcontext()
-    with lock:
-        reusing = False
+    with contextlib.ExitStack() as stack:
+        outcome: tuple[str, Any] = ("ok", (False, False))
+        error: BaseException | None = None
         if is_main:
-            folder.mkdir(parents=True, exist_ok=True)
-            recorded = read_identity(folder)
-            has_results = bool(stage_results(folder, identity.stage))
-            if resume and has_results:
-                if recorded is None or recorded.fingerprint != identity.fingerprint:
-                    raise RunMismatchError(mismatch_message(folder, recorded, identity,
-                                                            new_folder_hint=new_folder_hint))
-                reusing = True
-            elif resume and recorded is not None and recorded.fingerprint == identity.fingerprint:
-                reusing = True  # started before, nothing written yet: same settings, nothing to clear
-            else:
-                _remove_results(folder, identity.stage, recorded=recorded is not None)
-                _write_identity(folder, identity, config)
-        if sync is not None:
-            sync()
-        yield StageStart(folder=folder, identity=identity, reusing=reusing, complete=reusing and is_complete(folder))
+            try:
+                stack.enter_context(FolderLock(folder))
+                outcome = ("ok", _prepare(folder, identity, config, resume=resume, new_folder_hint=new_folder_hint))
+            except Exception as exc:  # every process must learn that the stage stops, or the others would wait
+                error = exc
+                outcome = ("error", f"{type(exc).__name__}: {exc}")
+        if share is not None:
+            outcome = share(outcome)
+        if error is not None:
+            raise error
+        if outcome[0] == "error":
+            raise RunMismatchError(f"the main process stopped: {outcome[1]}")
+        reusing, complete = outcome[1]
+        yield StageStart(folder=folder, identity=identity, reusing=reusing, complete=complete)
 
 
 def dataset_inputs(config: RunConfig, video_ids: Sequence[str] | None) -> dict[str, str]:
