@@ -260,3 +260,14 @@ def test_stage_2_starts_from_the_configured_weights_when_stage_1_is_off(feature_
     (tmp_path / "run" / "stage1_pretrain" / IDENTITY_FILE).write_text("{}")
     with pytest.raises(FileNotFoundError, match="has not finished"):
         previous_encoder(on, STAGE1_ENCODER)
+
+
+def test_a_bad_subset_stops_before_no_resume_clears_anything(feature_set, tmp_path, capsys):
+    annotations, features = feature_set
+    out = tmp_path / "head"
+    assert main(_head_argv(annotations, features, out)) == 0
+    metrics = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(_head_argv(annotations, features, out, "--no-resume", "-o", "data.val_subset=valdation")) == 2
+    assert "unknown subset 'valdation'" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == metrics
