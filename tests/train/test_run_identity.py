@@ -19,9 +19,15 @@ from lofi.data.formats.activitynet import write_ground_truth
 from lofi.data.ideal_features import write_ideal_features
 from lofi.data.synthetic import SyntheticConfig
 from lofi.data.synthetic.generate import plan_dataset, to_annotations
-from lofi.train.run_identity import (IDENTITY_FILE, RunMismatchError, StageIdentity, file_digest, stage_guard,
-                                     stage_identity)
-from lofi.train.run_lock import FolderBusyError, FolderLock
+from lofi.runtime.run_identity import (
+    IDENTITY_FILE,
+    RunMismatchError,
+    StageIdentity,
+    file_digest,
+    stage_guard,
+    stage_identity,
+)
+from lofi.runtime.run_lock import FolderBusyError, FolderLock
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -140,7 +146,7 @@ def test_file_digest_reads_bytes_and_folders(tmp_path):
 _HOLDER = """
 import sys, time
 sys.path.insert(0, {src!r})
-from lofi.train.run_lock import FolderLock
+from lofi.runtime.run_lock import FolderLock
 with FolderLock({folder!r}):
     print("locked", flush=True)
     time.sleep(60)

@@ -5,7 +5,7 @@ exactly one identity: the part of the resolved config that determines them (:dat
 their inputs (annotations, video files, encoder weights, features). ``identity.json`` records it, with its
 fingerprint, when the stage starts for real, beside a ``config.yaml`` of the whole resolved config.
 
-:func:`stage_guard` is what every stage runs inside: it holds the folder's lock (:mod:`lofi.train.run_lock`) and
+:func:`stage_guard` is what every stage runs inside: it holds the folder's lock (:mod:`lofi.runtime.run_lock`) and
 
 * with ``resume`` and results already there, requires the same fingerprint: a different one stops with a
   :class:`RunMismatchError` that lists the keys that differ (old and new values) and the two ways on
@@ -264,7 +264,7 @@ def stage_guard(folder: str | os.PathLike, identity: StageIdentity, config: RunC
     """Hold ``folder``'s lock for the stage's life and make sure what is there belongs to ``identity`` (see the
     module docstring). ``is_main``: only the main process locks, checks and writes; ``sync`` (e.g. a barrier) is
     called by every process once the folder is ready."""
-    from lofi.train.run_lock import FolderLock
+    from lofi.runtime.run_lock import FolderLock
 
     folder = Path(folder)
     lock = FolderLock(folder) if is_main else contextlib.nullcontext()
