@@ -12,7 +12,7 @@ allocator's cache or the process; on CUDA it is ``torch.cuda.max_memory_allocate
 are listed apart; "step peak" is what the step adds on top of the parameters; "vs full" divides it by the first
 row's (full fidelity, first lever setting).
 
-The fidelities are the paper's mini-batch reductions (``lofi.train.fidelity.lofi_fidelities``), each about a
+The fidelities are the paper's mini-batch reductions (``lofi.core.fidelity.lofi_fidelities``), each about a
 quarter of the full 100 snippets x 224^2: T keeps the frame size and takes 25 snippets, S keeps 100 snippets at
 112^2, ST takes 50 snippets at 158^2.
 """
@@ -25,12 +25,12 @@ import time
 
 import torch
 
+from lofi.core.fidelity import Fidelity, lofi_fidelities
+from lofi.core.targets import SegmentTargets
 from lofi.models import count_parameters, create_model
-from lofi.models.heads.base import SegmentTargets
-from lofi.train.fidelity import Fidelity, lofi_fidelities
 
 
-#: The paper's full fidelity and its quarter-size reductions, as stage 2 uses them (lofi.train.fidelity).
+#: The paper's full fidelity and its quarter-size reductions, as stage 2 uses them (lofi.core.fidelity).
 FIDELITIES = lofi_fidelities(num_snippets=100, frame_size_px=224)  # full, S, T, ST
 
 

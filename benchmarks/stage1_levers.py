@@ -24,8 +24,8 @@ import torch
 
 from lofi.config import load_config
 from lofi.data.synthetic import generate_dataset
+from lofi.runtime.context import make_context
 from lofi.train.commands import demo_dataset_config
-from lofi.train.context import make_context
 from lofi.train.pretrain import run_pretrain
 
 #: Each variant undoes one choice of the synthetic preset's stage 1 (``preset`` is the preset itself).

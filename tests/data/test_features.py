@@ -9,7 +9,7 @@ import torch
 
 from lofi.data.annotations import AnnotationSet, Segment, VideoAnnotation
 from lofi.data.features import (FeatureDataset, collate_features, feature_path, read_features, write_features)
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.targets import SegmentTargets
 
 CLASSES = ("jump", "run")
 

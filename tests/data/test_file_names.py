@@ -17,7 +17,7 @@ from lofi.data.features import FeatureDataset, feature_path, find_feature_file, 
 from lofi.data.frame_cache import FrameCache
 from lofi.infer.extract import extract_features
 from lofi.io import MAX_STEM_CHARS, safe_file_stem, stems_clash
-from lofi.train.context import make_context
+from lofi.runtime.context import make_context
 
 TRICKY_IDS = ("a b", "a_b", "a/b", "a\\b", "..", ".", "../../x", "x/../../../NAME", "/etc/passwd", "été", "日本",
               ".hidden", "", "v" * 400, "v" * MAX_STEM_CHARS, "v" * (MAX_STEM_CHARS + 1), "CON", "nul.txt", "a~b",

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from lofi.core.fidelity import Fidelity
 from lofi.data import frame_cache as frame_cache_module
 from lofi.data.annotations import AnnotationSet, Segment, VideoAnnotation
 from lofi.data.frame_cache import FrameCache, resample, snippet_indices
 from lofi.data.synthetic import SyntheticConfig, generate_dataset
 from lofi.data.windows import VideoWindowDataset
-from lofi.train.fidelity import Fidelity
 
 FIDELITIES = {"full": Fidelity("full", 6, 32), "S": Fidelity("S", 6, 16), "T": Fidelity("T", 2, 32)}
 

@@ -12,12 +12,12 @@ from _videos import write_text_as_video, write_video
 from torch._utils import ExceptionWrapper
 from torch.utils.data import DataLoader
 
+from lofi.core.fidelity import Fidelity
 from lofi.data.annotations import AnnotationSet, Problem, Segment, VideoAnnotation
 from lofi.data.dataset import ItemReadError, skip_or_raise
 from lofi.data.skips import SkipLog, SkipRecord, annotation_records, format_skipped, write_skipped
 from lofi.data.video import VideoReadError
 from lofi.data.windows import VideoWindowDataset, collate_windows
-from lofi.train.fidelity import Fidelity
 
 
 def _videos(tmp_path: Path) -> tuple[AnnotationSet, Path]:

@@ -13,8 +13,8 @@ from lofi.data.annotations import AnnotationSet, Segment, VideoAnnotation
 from lofi.data.synthetic import SyntheticConfig, generate_dataset
 from lofi.data.video import VideoReadError, probe_video
 from lofi.data.windows import (FidelityBatchSampler, VideoWindowDataset, collate_windows, segment_fractions)
-from lofi.models.heads.base import SegmentTargets
-from lofi.train.fidelity import CYCLE, Fidelity, FidelitySchedule
+from lofi.core.fidelity import CYCLE, Fidelity, FidelitySchedule
+from lofi.core.targets import SegmentTargets
 
 FIDELITIES = {"full": Fidelity("full", 8, 32), "S": Fidelity("S", 8, 16), "T": Fidelity("T", 2, 32)}
 

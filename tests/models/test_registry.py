@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lofi.cli import main
+from lofi.core.targets import SegmentTargets
 from lofi.models import Detector, count_parameters, create_encoder, create_head, create_model, list_models
-from lofi.models.heads.base import SegmentTargets
 
 ENCODERS = [e.name for e in list_models("encoder")]
 HEADS = [e.name for e in list_models("head")]

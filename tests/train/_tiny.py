@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lofi.train import distributed as D
+from lofi.runtime import distributed as D
 from lofi.train.engine import StepInfo, Trainer, TrainLoopConfig
 
 IN_DIM = 8

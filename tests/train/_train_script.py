@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tiny  # noqa: E402
 
-from lofi.train import distributed as D  # noqa: E402
+from lofi.runtime import distributed as D  # noqa: E402
 
 
 def main() -> None:

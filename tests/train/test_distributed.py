@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import _tiny
-from lofi.train import distributed as D
+from lofi.runtime import distributed as D
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
 

@@ -18,7 +18,7 @@ from lofi.data.ideal_features import write_ideal_features
 from lofi.data.synthetic import SyntheticConfig
 from lofi.data.synthetic.generate import plan_dataset, to_annotations
 from lofi.models.registry import list_models
-from lofi.train.context import make_context
+from lofi.runtime.context import make_context
 from lofi.train.head_stage import run_head_stage
 
 HEADS = [entry.name for entry in list_models("head")]

@@ -19,9 +19,15 @@ from lofi.data.formats.activitynet import write_ground_truth
 from lofi.data.ideal_features import write_ideal_features
 from lofi.data.synthetic import SyntheticConfig
 from lofi.data.synthetic.generate import plan_dataset, to_annotations
-from lofi.train.run_identity import (IDENTITY_FILE, RunMismatchError, StageIdentity, file_digest, stage_guard,
-                                     stage_identity)
-from lofi.train.run_lock import FolderBusyError, FolderLock
+from lofi.runtime.run_identity import (
+    IDENTITY_FILE,
+    RunMismatchError,
+    StageIdentity,
+    file_digest,
+    stage_guard,
+    stage_identity,
+)
+from lofi.runtime.run_lock import FolderBusyError, FolderLock
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -140,7 +146,7 @@ def test_file_digest_reads_bytes_and_folders(tmp_path):
 _HOLDER = """
 import sys, time
 sys.path.insert(0, {src!r})
-from lofi.train.run_lock import FolderLock
+from lofi.runtime.run_lock import FolderLock
 with FolderLock({folder!r}):
     print("locked", flush=True)
     time.sleep(60)
@@ -243,7 +249,7 @@ def test_a_missing_feature_file_stops_the_head_unless_skipping(feature_set, tmp_
 
 def test_stage_2_starts_from_the_configured_weights_when_stage_1_is_off(feature_set, tmp_path):
     from lofi.train.commands import STAGE1_ENCODER, previous_encoder
-    from lofi.train.context import make_context
+    from lofi.runtime.context import make_context
 
     annotations, _ = feature_set
     base = [f"data.annotations={annotations}", f"out_dir={tmp_path}", "name=run"]

@@ -14,8 +14,8 @@ from lofi.config import load_config
 from lofi.data.features import read_features
 from lofi.data.synthetic import SyntheticConfig, generate_dataset
 from lofi.infer.extract import extract_features
+from lofi.runtime.context import make_context
 from lofi.train.checkpoint import load_checkpoint
-from lofi.train.context import make_context
 from lofi.train.head_stage import run_head_stage
 from lofi.train.lofi_stage import run_lofi
 from lofi.train.pretrain import run_pretrain
@@ -129,7 +129,7 @@ def test_a_rerun_reuses_finished_stages_and_refuses_changed_ones(dataset, tmp_pa
     """`lofi run` again with the head's lr changed: stages 1, 2 and extraction are reused (they say so), the head
     stage is refused with the key that changed; with stage 1's lr changed, stage 1 is refused before any work."""
     from lofi.train.pipeline import run_all
-    from lofi.train.run_identity import RunMismatchError
+    from lofi.runtime.run_identity import RunMismatchError
 
     torch.set_num_threads(1)
     short = ("pretrain.optim.epochs=1", "train.optim.epochs=1", "head.optim.epochs=1")

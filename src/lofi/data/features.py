@@ -22,10 +22,10 @@ from typing import Any, Mapping, Sequence, TypedDict
 import torch
 from torch.utils.data import Dataset
 
+from lofi.core.targets import SegmentTargets
 from lofi.data.annotations import AnnotationSet
 from lofi.data.windows import label_indices, segment_fractions
 from lofi.io import atomic_torch_save, safe_file_stem, stems_clash
-from lofi.models.heads.base import SegmentTargets
 
 FEATURE_SUFFIX = ".pt"
 _LEGACY_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")  # the naming of lofi 0.1.0.dev0 and earlier

@@ -3,7 +3,7 @@
 One item is one video rescaled to ``L`` snippets (as G-TAD and BMN do on ActivityNet): the window is the whole
 video, so segments are fractions of the video's duration. :class:`VideoWindowDataset` is indexed by
 ``(index, fidelity_name)``; :class:`FidelityBatchSampler` yields batches of such keys with one fidelity per batch,
-as a :class:`~lofi.train.fidelity.FidelitySchedule` says. Frames come from direct decoding at the requested
+as a :class:`~lofi.core.fidelity.FidelitySchedule` says. Frames come from direct decoding at the requested
 fidelity, or from a :class:`~lofi.data.frame_cache.FrameCache` (decoded once at full fidelity) and
 :func:`~lofi.data.frame_cache.resample`.
 
@@ -21,14 +21,14 @@ from typing import Iterator, Mapping, Sequence, TypedDict
 import torch
 from torch.utils.data import Sampler
 
+from lofi.core.fidelity import Fidelity, FidelitySchedule
+from lofi.core.targets import SegmentTargets
 from lofi.data.annotations import AnnotationSet, Segment
 from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
 from lofi.data.frame_cache import FrameCache, resample
 from lofi.data.sampling import SnippetSpec, sample_snippets
 from lofi.data.skips import SkipLog
 from lofi.data.video import VideoReadError, find_video_files
-from lofi.models.heads.base import SegmentTargets
-from lofi.train.fidelity import Fidelity, FidelitySchedule
 
 WindowKey = tuple[int, str]
 

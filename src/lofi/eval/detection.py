@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from lofi.data.annotations import AnnotationSet, Detection
 from lofi.data.detection_table import DetectionTable
-from lofi.eval.tiou import _paired_tiou
+from lofi.eval.tiou import paired_tiou
 
 #: The ActivityNet thresholds: 0.50, 0.55, ..., 0.95 (exactly the official ``np.linspace(0.5, 0.95, 10)``).
 ACTIVITYNET_TIOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, 10)
@@ -122,21 +122,23 @@ def parse_tiou_thresholds(text: str) -> np.ndarray:
         raise ValueError(f"tIoU thresholds {text!r}: expected start:stop:step (e.g. 0.5:0.95:0.05, stop "
                          f"reached by whole steps), a comma list (0.3,0.4,0.5), or one of "
                          f"{', '.join(_NAMED_THRESHOLDS)}") from None
-    return _check_thresholds(values)
+    return check_thresholds(values)
 
 
-def _check_thresholds(values: ArrayLike) -> np.ndarray:
+def check_thresholds(values: ArrayLike) -> np.ndarray:
+    """tIoU thresholds as a float64 ``[K]`` array; ValueError unless there is at least one, each in (0, 1]."""
     thresholds = np.asarray(values, dtype=np.float64).reshape(-1)
     if thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
         raise ValueError(f"tIoU thresholds {thresholds.tolist()}: need at least one, each in (0, 1]")
     return thresholds
 
 
-def _evaluated_set(ground_truth: AnnotationSet, subset: str | None) -> AnnotationSet:
+def evaluated_set(ground_truth: AnnotationSet, subset: str | None) -> AnnotationSet:
+    """The ground truth an evaluation counts: ``subset`` of it (e.g. ``"validation"``), or all when None."""
     return ground_truth if subset is None else ground_truth.subset(subset)
 
 
-def _check_detection(video_id: str, det: Detection) -> None:
+def check_detection(video_id: str, det: Detection) -> None:
     """Raise ValueError naming the video if ``det`` is non-finite or has end < start."""
     if not all(math.isfinite(x) for x in (det.start_sec, det.end_sec, det.score)):
         raise ValueError(f"prediction for video {video_id!r}: non-finite start, end or score in {det}")
@@ -160,9 +162,9 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
     each class's precision-recall points in ``result.curves``. See the module docstring for the exact algorithm.
     Raises ValueError when the subset has no ground-truth segment, or a detection is non-finite or has end < start.
     """
-    thresholds = _check_thresholds(tiou_thresholds)  # [K]
+    thresholds = check_thresholds(tiou_thresholds)  # [K]
     num_thr = thresholds.size
-    gt_set = _evaluated_set(ground_truth, subset)
+    gt_set = evaluated_set(ground_truth, subset)
     table = as_detection_table(predictions)
     table.check()
 
@@ -245,7 +247,7 @@ def _match(group: np.ndarray, rank: np.ndarray, segs: np.ndarray, gt_count: np.n
         return tp
     grp = group[idx]  # [n]
     max_gt = gt_segs.shape[1]
-    tiou = _paired_tiou(segs[idx, None, :], gt_segs[grp])  # [n, Gmax]
+    tiou = paired_tiou(segs[idx, None, :], gt_segs[grp])  # [n, Gmax]
 
     # GT visiting order per prediction: np.argsort(tiou)[::-1] on the group's real GT only (official tie rule)
     order = np.zeros((idx.size, max_gt), dtype=np.int64)  # [n, Gmax]

@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike
 
 from lofi.data.annotations import AnnotationSet, Detection
 from lofi.data.detection_table import DetectionTable
-from lofi.eval.detection import ACTIVITYNET_TIOU_THRESHOLDS, _check_thresholds, _evaluated_set
+from lofi.eval.detection import ACTIVITYNET_TIOU_THRESHOLDS, check_thresholds, evaluated_set
 from lofi.eval.tiou import segment_tiou
 
 #: One proposal: a :class:`Detection` (label ignored) or a ``(start_sec, end_sec, score)`` tuple.
@@ -121,10 +121,10 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequ
     docstring for the exact formulas. Raises ValueError when the subset has no ground-truth segment,
     ``max_avg_proposals`` is not positive, or a proposal is malformed, non-finite or has end < start.
     """
-    thresholds = _check_thresholds(tiou_thresholds)  # [K]
+    thresholds = check_thresholds(tiou_thresholds)  # [K]
     if not (math.isfinite(max_avg_proposals) and max_avg_proposals > 0):
         raise ValueError(f"max_avg_proposals {max_avg_proposals}: must be a positive number (100 for ActivityNet)")
-    gt_set = _evaluated_set(ground_truth, subset)
+    gt_set = evaluated_set(ground_truth, subset)
     gt_videos = [v for v in gt_set if v.segments]  # the official video list: videos with ground truth
     if not gt_videos:
         raise ValueError(f"{ground_truth.source}: no ground-truth segments in subset {subset!r}; nothing to "

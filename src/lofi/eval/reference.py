@@ -17,9 +17,9 @@ from lofi.eval.detection import (
     ACTIVITYNET_TIOU_THRESHOLDS,
     DetectionCounts,
     DetectionResult,
-    _check_detection,
-    _check_thresholds,
-    _evaluated_set,
+    check_detection,
+    check_thresholds,
+    evaluated_set,
 )
 
 
@@ -27,8 +27,8 @@ def reference_evaluate_detection(ground_truth: AnnotationSet, predictions: Mappi
                                  tiou_thresholds: ArrayLike = ACTIVITYNET_TIOU_THRESHOLDS,
                                  subset: str | None = "validation") -> DetectionResult:
     """Same contract and result as :func:`lofi.eval.evaluate_detection`, computed the slow, obvious way."""
-    thresholds = [float(t) for t in _check_thresholds(tiou_thresholds)]
-    gt_set = _evaluated_set(ground_truth, subset)
+    thresholds = [float(t) for t in check_thresholds(tiou_thresholds)]
+    gt_set = evaluated_set(ground_truth, subset)
 
     gt_by_class: dict[str, dict[str, list[tuple[float, float]]]] = {}
     num_gt = 0
@@ -44,7 +44,7 @@ def reference_evaluate_detection(ground_truth: AnnotationSet, predictions: Mappi
     for video_id, dets in predictions.items():
         for det in dets:
             num_predictions += 1
-            _check_detection(video_id, det)
+            check_detection(video_id, det)
             if det.label not in gt_by_class:
                 num_unknown += 1
                 continue

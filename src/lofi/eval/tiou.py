@@ -15,10 +15,10 @@ def segment_tiou(candidates: ArrayLike, targets: ArrayLike) -> np.ndarray:
     """
     cand = np.asarray(candidates, dtype=np.float64).reshape(-1, 2)  # [N, 2]
     targ = np.asarray(targets, dtype=np.float64).reshape(-1, 2)  # [M, 2]
-    return _paired_tiou(cand[:, None, :], targ[None, :, :])  # [N, M]
+    return paired_tiou(cand[:, None, :], targ[None, :, :])  # [N, M]
 
 
-def _paired_tiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def paired_tiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Elementwise tIoU of broadcastable segment arrays ``[..., 2]`` -> ``[...]``."""
     inter = (np.minimum(a[..., 1], b[..., 1]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
     union = (b[..., 1] - b[..., 0]) + (a[..., 1] - a[..., 0]) - inter

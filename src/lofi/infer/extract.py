@@ -15,15 +15,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from lofi.core.fidelity import Fidelity
 from lofi.data.features import feature_path, write_features
 from lofi.data.windows import VideoWindowDataset, collate_windows
 from lofi.models.encoders.base import normalize_frames
-from lofi.train.context import RunContext
-from lofi.train.distributed import barrier
-from lofi.train.fidelity import Fidelity
-from lofi.train.lofi_stage import frame_cache
-from lofi.train.pretrain import build_encoder
-from lofi.train.run_identity import mark_complete, weights_input
+from lofi.runtime.builders import build_encoder, frame_cache
+from lofi.runtime.context import RunContext
+from lofi.runtime.distributed import barrier
+from lofi.runtime.run_identity import mark_complete, weights_input
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
                      subsets: tuple[str, ...] | None = None, resume: bool = True) -> Path:
     """Write the features of every video of ``subsets`` (default: the training and evaluation subsets) into
     ``features_dir``; with ``resume``, a folder that holds the finished features of the same settings is reused
-    (see :mod:`lofi.train.run_identity`)."""
+    (see :mod:`lofi.runtime.run_identity`)."""
     out = Path(features_dir)
     subsets = subsets or (context.config.data.train_subset, context.config.data.val_subset)
     with context.guard(out, "extract", inputs={**context.data_inputs(), **weights_input(encoder_weights),

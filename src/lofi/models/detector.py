@@ -8,8 +8,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from lofi.core.targets import SegmentTargets
 from lofi.models.encoders.base import VideoEncoder, normalize_frames
-from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.heads.base import TALHead
 from lofi.models.registry import create_encoder, create_head
 
 

@@ -12,7 +12,7 @@ class Candidates:
     """Scored candidate segments of one window.
 
     ``segments`` ``[N, 2]`` float, start and end as fractions of the window (as in
-    :class:`lofi.models.heads.base.SegmentTargets`); ``scores`` ``[N]``; ``labels`` ``[N]`` long class indices, or
+    :class:`lofi.core.targets.SegmentTargets`); ``scores`` ``[N]``; ``labels`` ``[N]`` long class indices, or
     None for class-agnostic proposals (G-TAD and BMN with ``proposal_labels="video"``, classified afterwards with
     video-level scores).
     """

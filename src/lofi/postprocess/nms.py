@@ -14,6 +14,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from lofi.core.segments import broadcast_segment_iou
 from lofi.data.annotations import Detection
 
 SoftNMSMethod = Literal["gaussian", "linear"]
@@ -247,14 +248,6 @@ def label_and_suppress(segments: torch.Tensor, scores: torch.Tensor, labels: tor
         segments, scores, labels = expand_to_video_classes(
             segments, scores, video_class_scores, top_k=min(video_top_k, len(classes)), mode=fuse)
     return postprocess_video(segments, scores, labels, config, classes=classes, duration_sec=duration_sec)
-
-
-def broadcast_segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise IoU of broadcastable segment tensors ``[..., 2]`` -> ``[...]``; 0 where the union is empty
-    (no input checks: the building block of :func:`segment_iou`, NMS and the proposal-map targets)."""
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
-    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
-    return torch.where(union > 0, inter / union.where(union > 0, torch.ones_like(union)), torch.zeros_like(union))
 
 
 def _check_segments(segments: torch.Tensor, name: str) -> None:

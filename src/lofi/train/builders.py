@@ -1,4 +1,4 @@
-"""Optimisers, LR schedules and devices from the config's narrow parts."""
+"""Optimisers, LR schedules and the engine's loop settings from the config's narrow parts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import torch
 
 from lofi.config import OptimConfig
+from lofi.train.engine import TrainLoopConfig
 
 
 def parameter_groups(parameters: Iterable[torch.nn.Parameter] | torch.nn.Module,
@@ -112,10 +113,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, *,
                            optimizer_steps_per_epoch=per_epoch)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; ``"cuda"`` without a GPU is an error that says so."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use device: auto or cpu")
-    return torch.device(name)
+def loop_config(optim, *, seed: int) -> TrainLoopConfig:
+    """The engine's loop settings from a stage's optimiser config."""
+    return TrainLoopConfig(epochs=optim.epochs, grad_accum_steps=optim.grad_accum_steps,
+                           checkpoint_every_steps=optim.checkpoint_every_steps, autocast=optim.autocast,
+                           clip_grad_norm=optim.clip_grad_norm, seed=seed,
+                           keep_epoch_checkpoints=optim.keep_epoch_checkpoints)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from lofi.config import RunConfig, load_config
-from lofi.train import distributed
-from lofi.train.context import RunContext, make_context
+from lofi.runtime import distributed
+from lofi.runtime.context import RunContext, make_context
 
 STAGE1_ENCODER = Path("stage1_pretrain") / "encoder.pt"
 STAGE2_ENCODER = Path("stage2_lofi") / "encoder.pt"

@@ -36,8 +36,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lofi.runtime import distributed as D
 from lofi.train import checkpoint as ckpt
-from lofi.train import distributed as D
 from lofi.train.records import MetricsLog, Progress, plot_curves
 
 __all__ = ["TrainLoopConfig", "StepInfo", "Trainer", "seed_everything", "CHECKPOINT_FORMAT"]

@@ -21,17 +21,16 @@ from lofi.eval import evaluate_detection
 from lofi.eval.detection import DetectionResult, parse_tiou_thresholds
 from lofi.eval.plots import write_evaluation_plots
 from lofi.eval.report import detection_metrics_json, write_metrics_json
+from lofi.infer.predict import finish_predictions, predict_features, write_raw
 from lofi.io import atomic_torch_save
 from lofi.models import create_head
 from lofi.postprocess import PostprocessConfig
-from lofi.train.builders import build_optimizer, build_scheduler
-from lofi.train.context import RunContext
-from lofi.train.distributed import barrier
+from lofi.runtime.context import RunContext
+from lofi.runtime.distributed import barrier
+from lofi.runtime.run_identity import RunMismatchError, features_input, is_complete, read_identity
+from lofi.train.builders import build_optimizer, build_scheduler, loop_config
 from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
-from lofi.train.predict import finish_predictions, predict_features, write_raw
-from lofi.train.pretrain import loop_config
-from lofi.train.run_identity import RunMismatchError, features_input, is_complete, read_identity
 
 logger = logging.getLogger(__name__)
 

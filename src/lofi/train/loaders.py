@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.data.windows import FidelityBatchSampler
-from lofi.train.fidelity import Fidelity, FidelitySchedule
 
 BatchSource = Callable[[int, int], Iterable[Any]]
 

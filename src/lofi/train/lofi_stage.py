@@ -1,7 +1,7 @@
 """Stage 2, the LoFi stage: encoder and TAL head trained end to end on whole untrimmed videos at low fidelity.
 
 Gradients of the head's localization loss flow into the encoder (this is what the paper adds). Each mini-batch
-takes the fidelity of :class:`~lofi.train.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
+takes the fidelity of :class:`~lofi.core.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
 C-long, full or custom); the head runs at the batch's number of snippets with the same weights. The batch size is
 the same at every fidelity. The result is the tuned encoder's weights, ``stage2_lofi/encoder.pt``.
 """
@@ -12,17 +12,14 @@ from pathlib import Path
 
 import torch
 
-from lofi.data.frame_cache import FrameCache
+from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.data.windows import FidelityBatchSampler, VideoWindowDataset, collate_windows
-from lofi.models import create_head
-from lofi.models.detector import Detector
-from lofi.train.builders import build_optimizer, build_scheduler
-from lofi.train.context import RunContext
+from lofi.runtime.builders import build_detector, frame_cache, save_encoder
+from lofi.runtime.context import RunContext
+from lofi.runtime.run_identity import weights_input
+from lofi.train.builders import build_optimizer, build_scheduler, loop_config
 from lofi.train.engine import Trainer, seed_everything
-from lofi.train.fidelity import Fidelity, FidelitySchedule
 from lofi.train.loaders import batch_source
-from lofi.train.pretrain import build_encoder, loop_config, save_encoder
-from lofi.train.run_identity import weights_input
 
 STAGE_DIR = "stage2_lofi"
 
@@ -38,28 +35,6 @@ def fidelity_schedule(context: RunContext) -> FidelitySchedule:
         custom = Fidelity("custom", fc.custom_num_snippets, fc.custom_frame_size_px)
     return FidelitySchedule(mode=fc.mode, full=Fidelity("full", fc.num_snippets, fc.frame_size_px), custom=custom,
                             cycle_steps=fc.cycle_steps)
-
-
-def frame_cache(context: RunContext, fidelities: dict[str, Fidelity]) -> FrameCache | None:
-    """The pre-decoded frame cache at the full snippet count and the largest frame size used, if configured."""
-    data = context.config.data
-    if data.cache_dir is None:
-        return None
-    full = context.config.fidelity
-    size = max([full.frame_size_px] + [f.frame_size_px for f in fidelities.values()])
-    snippets = max([full.num_snippets] + [f.num_snippets for f in fidelities.values()])
-    return FrameCache(data.cache_dir, num_snippets=snippets, frames_per_snippet=data.frames_per_snippet,
-                      short_side_px=size, frame_stride=data.frame_stride)
-
-
-def build_detector(context: RunContext, encoder_weights: str | Path | None) -> Detector:
-    """Encoder (with ``encoder_weights``) and a fresh head built at the full snippet count."""
-    model = context.config.model
-    frozen_bn = {"frozen_bn": True} if context.config.train.frozen_bn else {}
-    encoder = build_encoder(context, encoder_weights, **frozen_bn)
-    head = create_head(model.head, in_dim=encoder.feature_dim, num_classes=len(context.classes),
-                       num_snippets=context.config.fidelity.num_snippets, **model.head_kwargs())
-    return Detector(encoder=encoder, head=head)
 
 
 def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume: bool = True) -> Path:

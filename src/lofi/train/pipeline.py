@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lofi.eval.detection import DetectionResult
 from lofi.infer.extract import extract_features
-from lofi.train.context import RunContext
+from lofi.runtime.context import RunContext
 from lofi.train.head_stage import run_head_stage
 from lofi.train.lofi_stage import run_lofi
 from lofi.train.pretrain import run_pretrain

@@ -15,36 +15,15 @@ import torch.nn.functional as F
 
 from lofi.data.augment import ClipAugment
 from lofi.data.clips import ClipDataset, collate_clips
-from lofi.io import atomic_torch_save
-from lofi.models import create_encoder
 from lofi.models.classifier import ClipClassifier
-from lofi.models.encoders.checkpoints import load_encoder_weights
-from lofi.train.builders import build_optimizer, build_scheduler
-from lofi.train.context import RunContext
-from lofi.train.distributed import barrier
-from lofi.train.engine import TrainLoopConfig, Trainer, seed_everything
+from lofi.runtime.builders import build_encoder, save_encoder
+from lofi.runtime.context import RunContext
+from lofi.runtime.run_identity import weights_input
+from lofi.train.builders import build_optimizer, build_scheduler, loop_config
+from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
-from lofi.train.run_identity import weights_input
 
 STAGE_DIR = "stage1_pretrain"
-
-
-def loop_config(optim, *, seed: int) -> TrainLoopConfig:
-    """The engine's loop settings from a stage's optimiser config."""
-    return TrainLoopConfig(epochs=optim.epochs, grad_accum_steps=optim.grad_accum_steps,
-                           checkpoint_every_steps=optim.checkpoint_every_steps, autocast=optim.autocast,
-                           clip_grad_norm=optim.clip_grad_norm, seed=seed,
-                           keep_epoch_checkpoints=optim.keep_epoch_checkpoints)
-
-
-def build_encoder(context: RunContext, weights: str | Path | None, **options: object) -> torch.nn.Module:
-    """The configured encoder, with ``weights`` (any published layout, or a lofi stage's ``encoder.pt``);
-    ``options`` override the encoder's ``model.encoder_options`` (e.g. a stage's ``frozen_bn``)."""
-    model_config = context.config.model
-    encoder = create_encoder(model_config.encoder, **{**model_config.encoder_kwargs(), **options})
-    if weights is not None:
-        load_encoder_weights(encoder, weights, strict=True)
-    return encoder
 
 
 def _clip_dataset(context: RunContext, subset: str, *, augment: bool) -> ClipDataset:
@@ -126,11 +105,3 @@ def _train(context: RunContext, out_dir: Path, *, resume: bool) -> Path:
                       device=context.device, progress=context.progress, on_epoch_end=on_epoch_end)
     trainer.fit(resume=resume)
     return save_encoder(context, model.encoder, out_dir / "encoder.pt")
-
-
-def save_encoder(context: RunContext, encoder: torch.nn.Module, path: Path) -> Path:
-    """Write the encoder's weights (rank 0, atomically) where every process can read them next; returns ``path``."""
-    if context.is_main:
-        atomic_torch_save(encoder.state_dict(), path)
-    barrier()
-    return path

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.actionformer import ActionFormerHead, assign_points, default_regression_ranges
 from lofi.models.heads.actionformer_blocks import TransformerBlock, local_attention
-from lofi.models.heads.base import SegmentTargets
 
 B, D, C = 2, 32, 3
 SMALL = dict(embed_dim=32, num_heads=2, window_size=5)

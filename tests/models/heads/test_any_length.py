@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.actionformer import ActionFormerHead
-from lofi.models.heads.base import SegmentTargets
 from lofi.models.heads.bmn import BMNHead
 from lofi.models.heads.gtad import GTADHead
 from lofi.postprocess.decode import decode_outputs

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.proposal_grid import duration_start_segments, duration_start_valid_mask
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.bmn import BMNHead, bm_matrix
-from lofi.models.heads.proposal_maps import duration_start_segments, duration_start_valid_mask, proposal_targets
+from lofi.models.heads.proposal_maps import proposal_targets
 from lofi.models.registry import create_head
 from lofi.postprocess.decoders.bmn import decode_bmn
 

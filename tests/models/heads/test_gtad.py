@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.proposal_grid import start_end_segments, start_end_valid_mask
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.gtad import GTADHead, knn_indices, sgalign_matrix
-from lofi.models.heads.proposal_maps import proposal_targets, start_end_segments, start_end_valid_mask
+from lofi.models.heads.proposal_maps import proposal_targets
 from lofi.models.registry import create_head
 from lofi.postprocess.decoders.gtad import boundary_peaks, decode_gtad
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.targets import SegmentTargets
+from lofi.core.proposal_grid import (
+    duration_start_segments,
+    duration_start_to_start_end,
+    duration_start_valid_mask,
+    scaled_max_duration,
+    start_end_segments,
+    start_end_valid_mask,
+)
 from lofi.models.heads.proposal_maps import (
     ProposalSampler,
     balanced_bce,
     balanced_l2,
     boundary_labels,
-    duration_start_segments,
-    duration_start_to_start_end,
-    duration_start_valid_mask,
     interpolation_matrix,
     proposal_map_losses,
     proposal_targets,
-    scaled_max_duration,
-    start_end_segments,
-    start_end_valid_mask,
 )
 
 T = 16

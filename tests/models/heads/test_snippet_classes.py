@@ -6,18 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.proposal_grid import start_end_segments, start_end_valid_mask
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.bmn import BMNHead
 from lofi.models.heads.gtad import GTADHead
-from lofi.models.heads.proposal_maps import best_matches, proposal_targets, start_end_segments, start_end_valid_mask
+from lofi.models.heads.proposal_maps import best_matches, proposal_targets
 from lofi.models.heads.snippet_classifier import (
     SnippetClassifier,
     snippet_class_targets,
     snippet_classification_loss,
 )
+from lofi.infer.predict import RawPredictions, collect_candidates, finish_predictions
 from lofi.postprocess import PostprocessConfig
 from lofi.postprocess.decoders.gtad import decode_start_end, proposal_class_scores
-from lofi.train.predict import RawPredictions, collect_candidates, finish_predictions
 
 SMALL = dict(hidden_dim=16, class_hidden_dim=8)
 

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.actionformer_blocks import ChannelNorm, ConvStack, TransformerBlock
-from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.models.heads.base import TALHead
 from lofi.models.losses import diou_loss_1d, sigmoid_focal_loss
 
 #: An unbounded regression range (inf) is stored as this many window lengths, so that outputs stay finite.

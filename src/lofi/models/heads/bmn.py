@@ -14,7 +14,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.core.proposal_grid import duration_start_segments, duration_start_valid_mask, scaled_max_duration
+from lofi.core.targets import SegmentTargets
+from lofi.models.heads.base import TALHead
 from lofi.models.heads.layers import ClassBranchMixin, MapGridMixin, ProposalLabels, confidence_map_head
 from lofi.models.heads.proposal_maps import (
     LengthCache,
@@ -22,11 +24,8 @@ from lofi.models.heads.proposal_maps import (
     ProposalSampler,
     check_confidence_map,
     check_features,
-    duration_start_segments,
-    duration_start_valid_mask,
     interpolation_matrix,
     map_head_loss,
-    scaled_max_duration,
 )
 
 
@@ -72,7 +71,7 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
     follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration`` (``Dmax``) is in
     snippets at ``num_snippets``; at another ``T`` the map has ``Dmax(T) = ceil(max_duration * T /
     num_snippets)`` rows, the same fraction of the window rounded up
-    (:func:`~lofi.models.heads.proposal_maps.scaled_max_duration`, see :meth:`max_duration_at`); the default
+    (:func:`~lofi.core.proposal_grid.scaled_max_duration`, see :meth:`max_duration_at`); the default
     (``num_snippets``) gives ``Dmax(T) = T`` at every length.
 
     Options: ``hidden_dim`` (1-D width, BMN 256), ``hidden_dim_3d`` (after the BM layer's ``(N,1,1)`` conv, BMN

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lofi.models.heads.base import SegmentTargets, TALHead
+from lofi.core.proposal_grid import scaled_max_duration, start_end_segments, start_end_valid_mask
+from lofi.core.targets import SegmentTargets
+from lofi.models.heads.base import TALHead
 from lofi.models.heads.layers import ClassBranchMixin, MapGridMixin, ProposalLabels, confidence_map_head
 from lofi.models.heads.proposal_maps import (
     LengthCache,
@@ -25,9 +27,6 @@ from lofi.models.heads.proposal_maps import (
     check_features,
     interpolation_matrix,
     map_head_loss,
-    scaled_max_duration,
-    start_end_segments,
-    start_end_valid_mask,
 )
 
 
@@ -134,7 +133,7 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     those of other lengths are built on first use and cached per (T, device, dtype) (not in the state_dict; they
     follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration`` is in snippets at
     ``num_snippets``; at another ``T`` the limit is the same fraction of the window, rounded up
-    (:func:`~lofi.models.heads.proposal_maps.scaled_max_duration`, see :meth:`max_duration_at`); None = no limit
+    (:func:`~lofi.core.proposal_grid.scaled_max_duration`, see :meth:`max_duration_at`); None = no limit
     (``T``) at every length.
 
     Options: ``hidden_dim`` (1-D width, G-TAD 256), ``align_dim`` (width after SGAlign, G-TAD 512), ``map_dim``

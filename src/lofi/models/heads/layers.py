@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lofi.models.heads.proposal_maps import scaled_max_duration
+from lofi.core.proposal_grid import scaled_max_duration
 from lofi.models.heads.snippet_classifier import SnippetClassifier
 from lofi.models.heads.video_classifier import VideoClassifier
 

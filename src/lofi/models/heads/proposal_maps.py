@@ -1,24 +1,12 @@
 """Proposal-map targets and losses shared by the G-TAD and BMN heads, and the sampling-matrix helper they use.
 
-Grid convention (used by the targets, both heads and both decoders): a window of ``T`` snippets spans [0, 1];
-snippet ``t`` covers ``[t/T, (t+1)/T]`` and its feature sits at its centre. A candidate proposal is a pair of
-snippet indices ``(ts, te)`` with ``0 <= ts <= te < T``; it covers ``[ts/T, (te+1)/T]``: it starts where snippet
-``ts`` starts and ends where snippet ``te`` ends (so ``1 <= te + 1 - ts <= T`` snippets long, and the window edges
-0 and 1 are reachable exactly). ``start[b, t]`` is the probability that an action starts at ``t/T``;
-``end[b, t]`` that one ends at ``(t+1)/T``.
-
-Two map layouts hold one value per candidate:
-
-- start-end (G-TAD): ``[T, T]`` indexed ``[ts, te]``; valid on the upper triangle with the diagonal, ``te >= ts``
-  (and ``te - ts < max_duration`` when limited);
-- duration-start (BMN): ``[D, T]`` indexed ``[d, ts]`` with ``te = ts + d`` (``d + 1`` snippets); valid where
-  ``ts + d < T``.
+Grid convention and map layouts: :mod:`lofi.core.proposal_grid`, which builds the candidate grids.
 
 Any window length: both heads take features of any ``T`` at forward time (LoFi's stage 2 changes ``T`` with the
 fidelity while the weights stay the same). Their ``num_snippets`` is the reference length, built eagerly; the
 grids of other lengths are built on first use and cached per (T, device, dtype) by :class:`LengthCache`, never in
 the state_dict. A head's ``max_duration`` is counted in snippets at its ``num_snippets`` and scaled to the same
-fraction of the window at other lengths (:func:`scaled_max_duration`).
+fraction of the window at other lengths (:func:`~lofi.core.proposal_grid.scaled_max_duration`).
 """
 
 from __future__ import annotations
@@ -32,80 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.segments import broadcast_segment_iou
+from lofi.core.targets import SegmentTargets
 from lofi.models.heads.snippet_classifier import snippet_classification_loss
 from lofi.models.heads.video_classifier import video_classification_loss
-from lofi.postprocess.nms import broadcast_segment_iou
 
 _EPS = 1e-6
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Candidate grids
-
-
-def scaled_max_duration(max_duration: int | None, num_snippets: int, length: int) -> int | None:
-    """A ``max_duration`` counted in snippets at ``num_snippets``, at a window of ``length`` snippets.
-
-    The same fraction of the window, rounded up (a proposal of ``max_duration / num_snippets`` of the window stays a
-    candidate) and clipped to ``[1, length]``: ``ceil(max_duration * length / num_snippets)``. Exact (integer
-    arithmetic) and the identity at ``length == num_snippets``; None (no limit: the window length) stays None.
-    E.g. 64 at 100 snippets -> 16 at 25, 32 at 50, 128 at 200.
-    """
-    if num_snippets < 1 or length < 1:
-        raise ValueError(f"scaled_max_duration: need num_snippets >= 1 and length >= 1, got {num_snippets}, {length}")
-    if max_duration is None:
-        return None
-    if not 1 <= max_duration <= num_snippets:
-        raise ValueError(f"max_duration must be in [1, num_snippets={num_snippets}] snippets, got {max_duration}")
-    return max(1, min(length, -(-max_duration * length // num_snippets)))
-
-
-def start_end_valid_mask(num_snippets: int, *, max_duration: int | None = None) -> torch.Tensor:
-    """``[T, T]`` bool: ``[ts, te]`` is a candidate when ``ts <= te`` and ``te - ts < max_duration``."""
-    _check_grid(num_snippets, max_duration)
-    t = torch.arange(num_snippets)
-    length = t[None, :] - t[:, None] + 1  # [T, T] snippets spanned by [ts, te]
-    limit = num_snippets if max_duration is None else max_duration
-    return (length >= 1) & (length <= limit)
-
-
-def start_end_segments(num_snippets: int) -> torch.Tensor:
-    """``[T, T, 2]`` float: cell ``[ts, te]`` -> ``(ts/T, (te+1)/T)`` (meaningful where the cell is valid)."""
-    t = torch.arange(num_snippets, dtype=torch.float32)
-    starts = (t / num_snippets)[:, None].expand(num_snippets, num_snippets)  # [T, T]
-    ends = ((t + 1) / num_snippets)[None, :].expand(num_snippets, num_snippets)  # [T, T]
-    return torch.stack([starts, ends], dim=-1)
-
-
-def duration_start_valid_mask(num_snippets: int, max_duration: int) -> torch.Tensor:
-    """``[D, T]`` bool: ``[d, ts]`` is a candidate when ``ts + d < T`` (it ends inside the window)."""
-    _check_grid(num_snippets, max_duration)
-    d = torch.arange(max_duration)[:, None]  # [D, 1]
-    t = torch.arange(num_snippets)[None, :]  # [1, T]
-    return t + d < num_snippets
-
-
-def duration_start_segments(num_snippets: int, max_duration: int) -> torch.Tensor:
-    """``[D, T, 2]`` float: cell ``[d, ts]`` -> ``(ts/T, (ts+d+1)/T)``."""
-    d = torch.arange(max_duration, dtype=torch.float32)[:, None]  # [D, 1]
-    t = torch.arange(num_snippets, dtype=torch.float32)[None, :]  # [1, T]
-    starts = (t / num_snippets).expand(max_duration, num_snippets)  # [D, T]
-    ends = (t + d + 1) / num_snippets  # [D, T]
-    return torch.stack([starts, ends], dim=-1)
-
-
-def duration_start_to_start_end(maps: torch.Tensor) -> torch.Tensor:
-    """Re-index duration-start maps ``[..., D, T]`` to start-end maps ``[..., T, T]`` (cells off the grid -> 0)."""
-    d_max, t_max = maps.shape[-2:]
-    d = torch.arange(d_max, device=maps.device)[:, None]  # [D, 1]
-    ts = torch.arange(t_max, device=maps.device)[None, :].expand(d_max, t_max)  # [D, T]
-    te = ts + d  # [D, T]
-    keep = te < t_max  # [D, T]
-    flat_index = (ts * t_max + te)[keep]  # [K] cells of the start-end map
-    out = maps.new_zeros(*maps.shape[:-2], t_max * t_max)  # [..., T*T]
-    out[..., flat_index] = maps[..., keep]
-    return out.view(*maps.shape[:-2], t_max, t_max)
 
 
 def interpolation_matrix(positions: torch.Tensor, num_snippets: int, *,
@@ -206,8 +126,8 @@ def boundary_labels(segments: torch.Tensor, num_snippets: int, *,
 
 def proposal_targets(targets: SegmentTargets, *, candidates: torch.Tensor, num_snippets: int,
                      region_snippets: float = 3.0, valid: torch.Tensor | None = None) -> ProposalTargets:
-    """Targets of a batch for candidates ``[*map, 2]`` (e.g. :func:`start_end_segments`; ``valid`` ``[*map]``, the
-    cells that are candidates, default all) -> :class:`ProposalTargets`."""
+    """Targets of a batch for candidates ``[*map, 2]`` (e.g. :func:`~lofi.core.proposal_grid.start_end_segments`;
+    ``valid`` ``[*map]``, the cells that are candidates, default all) -> :class:`ProposalTargets`."""
     starts, ends, ious, bests = [], [], [], []
     for segments in targets.segments:
         gt = clip_segments(segments.to(candidates.device))  # [N, 2]
@@ -300,13 +220,6 @@ def check_confidence_map(confidence: torch.Tensor, map_shape: tuple[int, ...], n
     if confidence.dim() != 2 + len(map_shape) or confidence.shape[1] != 2 or confidence.shape[2:] != map_shape:
         raise ValueError(f"{name}.loss: expected confidence [B, 2, {', '.join(map(str, map_shape))}] for the "
                          f"outputs' T, got {tuple(confidence.shape)}")
-
-
-def _check_grid(num_snippets: int, max_duration: int | None) -> None:
-    if num_snippets < 1:
-        raise ValueError(f"num_snippets must be >= 1, got {num_snippets}")
-    if max_duration is not None and not 1 <= max_duration <= num_snippets:
-        raise ValueError(f"max_duration must be in [1, num_snippets={num_snippets}] snippets, got {max_duration}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.targets import SegmentTargets
 
 
 class SnippetClassifier(nn.Module):

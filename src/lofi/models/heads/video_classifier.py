@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lofi.models.heads.base import SegmentTargets
+from lofi.core.targets import SegmentTargets
 
 
 class VideoClassifier(nn.Module):

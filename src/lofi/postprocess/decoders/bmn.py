@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lofi.models.heads.proposal_maps import duration_start_to_start_end, start_end_valid_mask
+from lofi.core.proposal_grid import duration_start_to_start_end, start_end_valid_mask
 from lofi.postprocess.candidates import Candidates
 from lofi.postprocess.decoders.gtad import decode_start_end, snippet_class_probs
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from lofi.models.heads.proposal_maps import scaled_max_duration, start_end_valid_mask
+from lofi.core.proposal_grid import scaled_max_duration, start_end_valid_mask
 from lofi.postprocess.candidates import Candidates
 
 
@@ -102,7 +102,7 @@ def decode_gtad(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100, ma
     ``max_duration`` and ``num_snippets`` should be the head's (``GTADHead.max_duration`` / ``.num_snippets``) to
     skip cells it never scores: ``max_duration`` is in snippets at ``num_snippets`` (default: the outputs' ``T``)
     and is scaled to the outputs' ``T`` as the head does
-    (:func:`~lofi.models.heads.proposal_maps.scaled_max_duration`, i.e. ``GTADHead.max_duration_at(T)``).
+    (:func:`~lofi.core.proposal_grid.scaled_max_duration`, i.e. ``GTADHead.max_duration_at(T)``).
     """
     t = outputs["start"].shape[1]
     limit = scaled_max_duration(max_duration, t if num_snippets is None else num_snippets, t)

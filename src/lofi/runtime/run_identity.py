@@ -5,7 +5,7 @@ exactly one identity: the part of the resolved config that determines them (:dat
 their inputs (annotations, video files, encoder weights, features). ``identity.json`` records it, with its
 fingerprint, when the stage starts for real, beside a ``config.yaml`` of the whole resolved config.
 
-:func:`stage_guard` is what every stage runs inside: it holds the folder's lock (:mod:`lofi.train.run_lock`) and
+:func:`stage_guard` is what every stage runs inside: it holds the folder's lock (:mod:`lofi.runtime.run_lock`) and
 
 * with ``resume`` and results already there, requires the same fingerprint: a different one stops with a
   :class:`RunMismatchError` that lists the keys that differ (old and new values) and the two ways on
@@ -291,7 +291,7 @@ def stage_guard(folder: str | os.PathLike, identity: StageIdentity, config: RunC
     module docstring). ``is_main``: only the main process locks, checks and writes; ``share(obj)`` (under
     torchrun: a broadcast from rank 0) hands the main process's outcome to every process, so all of them reuse,
     start fresh or stop together."""
-    from lofi.train.run_lock import FolderLock
+    from lofi.runtime.run_lock import FolderLock
 
     folder = Path(folder)
     with contextlib.ExitStack() as stack:

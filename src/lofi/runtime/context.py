@@ -14,9 +14,8 @@ from lofi.config import OptimConfig, RunConfig
 from lofi.data.annotations import AnnotationSet
 from lofi.data.formats import load_annotations
 from lofi.data.skips import LOG_DIR, SkipLog, annotation_records
-from lofi.train.builders import resolve_device
-from lofi.train.distributed import broadcast_object
-from lofi.train.run_identity import StageStart, dataset_inputs, stage_guard, stage_identity
+from lofi.runtime.distributed import broadcast_object
+from lofi.runtime.run_identity import StageStart, dataset_inputs, stage_guard, stage_identity
 
 #: What a mismatch message offers besides ``--no-resume`` for folders inside the run directory.
 RUN_DIR_HINT = ("run in another folder (-o out_dir=DIR or -o name=NAME); note that `lofi run --no-resume` starts "
@@ -69,7 +68,7 @@ class RunContext:
         return dataset_inputs(self.config, ids)
 
     def guard(self, folder: Path, stage: str, *, inputs: dict[str, str], resume: bool) -> ContextManager[StageStart]:
-        """:func:`~lofi.train.run_identity.stage_guard` for ``stage`` in ``folder``: the folder's lock, and its
+        """:func:`~lofi.runtime.run_identity.stage_guard` for ``stage`` in ``folder``: the folder's lock, and its
         results checked against (or replaced by) this config's identity; every process waits until it is ready."""
         self.check_stage_settings()  # before anything in the folder may be replaced
         identity = stage_identity(stage, self.config, inputs)
@@ -110,3 +109,12 @@ def make_context(config: RunConfig, *, progress: bool = True) -> RunContext:
     if context.is_main and context.skip_log is not None:
         context.skip_log.record_all(annotation_records(loaded.problems))
     return context
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; ``"cuda"`` without a GPU is an error that says so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use device: auto or cpu")
+    return torch.device(name)

@@ -1,0 +1,5 @@
+"""What several layers share and every layer may import: the ground truth of a window (:class:`SegmentTargets`),
+fidelities and their schedules, segment IoU on tensors, and the proposal-map candidate grids.
+
+Torch and the standard library only; imports nothing of lofi but ``config``, ``io`` and ``errors`` (see
+``docs/architecture.md``)."""
