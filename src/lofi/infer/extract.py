@@ -40,7 +40,8 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
     out = Path(features_dir)
     subsets = subsets or (context.config.data.train_subset, context.config.data.val_subset)
     with context.guard(out, "extract", inputs={**context.data_inputs(), **weights_input(encoder_weights),
-                                                "subsets": ",".join(subsets)}, resume=resume) as start:
+                                                "subsets": ",".join(subsets)}, resume=resume,
+                       subsets=()) as start:
         if start.complete:
             if context.is_main:
                 print(f"{out}: features of these settings are there already; reusing them (--no-resume: extract "

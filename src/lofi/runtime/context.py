@@ -67,21 +67,23 @@ class RunContext:
         ids = [v.video_id for v in self.annotations.subset(data.train_subset, data.val_subset)] if videos else None
         return dataset_inputs(self.config, ids)
 
-    def guard(self, folder: Path, stage: str, *, inputs: dict[str, str], resume: bool) -> ContextManager[StageStart]:
+    def guard(self, folder: Path, stage: str, *, inputs: dict[str, str], resume: bool,
+              subsets: tuple[str, ...] | None = None) -> ContextManager[StageStart]:
         """:func:`~lofi.runtime.run_identity.stage_guard` for ``stage`` in ``folder``: the folder's lock, and its
         results checked against (or replaced by) this config's identity; every process waits until it is ready."""
-        self.check_stage_settings()  # before anything in the folder may be replaced
+        self.check_stage_settings(subsets)  # before anything in the folder may be replaced
         identity = stage_identity(stage, self.config, inputs)
         inside = Path(os.path.abspath(folder)).is_relative_to(os.path.abspath(self.run_dir))
         return stage_guard(folder, identity, self.config, resume=resume, is_main=self.is_main,
                            new_folder_hint=RUN_DIR_HINT if inside else OUT_HINT, share=broadcast_object)
 
-    def check_stage_settings(self) -> None:
-        """Fail now, not after ``--no-resume`` has cleared a folder: the subsets exist and every stage's batch
-        splits over the processes and accumulation steps."""
+    def check_stage_settings(self, subsets: tuple[str, ...] | None = None) -> None:
+        """Fail now, not after ``--no-resume`` has cleared a folder: the stage's ``subsets`` (default: the
+        training and evaluation subsets) hold videos, and every stage's batch splits over the processes and
+        accumulation steps."""
         data = self.config.data
-        self.subset(data.train_subset)
-        self.subset(data.val_subset)
+        for name in (data.train_subset, data.val_subset) if subsets is None else subsets:
+            self.subset(name)
         for optim in (self.config.pretrain.optim, self.config.train.optim, self.config.head.optim):
             self.batch_per_rank(optim)
 
