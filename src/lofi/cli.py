@@ -8,6 +8,7 @@ traceback is shown, with a line saying so, and the status is 1.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import re
@@ -438,9 +439,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         print(f"lofi {name}: {user_message(exc, skip_flag=hasattr(args, 'skip_invalid'))}", file=sys.stderr)
+        _release_frames(exc)
         return 2
     except Exception as exc:
         return _report_bug(name, exc)
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Let go of what the failed command still holds through the traceback's frames (a DataLoader iterator and its
+    worker processes above all): shut down now, not by multiprocessing at interpreter exit, where a worker killed
+    mid-join prints a traceback after the one-line message."""
+    traceback.clear_frames(exc.__traceback__)
+    exc.__traceback__ = None
+    gc.collect()
 
 
 def _raised_by_lofi(exc: BaseException) -> bool:
