@@ -19,11 +19,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from lofi.core.raw_outputs import RawOutputs
 from lofi.data.annotations import Detection
 from lofi.data.detection_table import DetectionTable
 from lofi.data.formats import write_results
 from lofi.postprocess import PostprocessConfig
-from lofi.postprocess.decode import decode_outputs
+from lofi.postprocess.decode import decode_raw
 from lofi.postprocess.replay import postprocess_table
 
 #: The label of class-agnostic proposals in raw prediction files (their classes come from video_scores.json).
@@ -39,12 +40,11 @@ class RawPredictions:
     class_agnostic: bool = False
 
 
-def collect_candidates(head_name: str, outputs: Mapping[str, torch.Tensor], *, video_ids: Sequence[str],
-                       durations_sec: Sequence[float], classes: Sequence[str], into: RawPredictions,
-                       top_k: int = 200) -> None:
-    """Decode one batch of raw ``outputs`` (one whole-video window per item) and add its candidates to ``into``."""
-    options = {"top_k_per_window": top_k} if head_name == "actionformer" else {"top_k": top_k}
-    for b, cand in enumerate(decode_outputs(head_name, dict(outputs), **options)):
+def collect_candidates(outputs: RawOutputs, *, video_ids: Sequence[str], durations_sec: Sequence[float],
+                       classes: Sequence[str], into: RawPredictions, top_k: int = 200) -> None:
+    """Decode one batch of raw ``outputs`` (one whole-video window per item) with the decoder their type names and
+    add its candidates to ``into``."""
+    for b, cand in enumerate(decode_raw(outputs, top_k=top_k)):
         video_id, duration = video_ids[b], float(durations_sec[b])
         segments = cand.to_seconds(window_start_sec=0.0, window_end_sec=duration).clamp(0.0, duration).tolist()
         scores = cand.scores.tolist()
@@ -81,15 +81,15 @@ def finish_predictions(raw: RawPredictions, config: PostprocessConfig, *, video_
 
 
 @torch.no_grad()
-def predict_features(head_name: str, head: torch.nn.Module, batches: Iterable[Mapping[str, object]], *,
+def predict_features(head: torch.nn.Module, batches: Iterable[Mapping[str, object]], *,
                      classes: Sequence[str], device: torch.device, top_k: int = 200) -> RawPredictions:
     """Run ``head`` over feature batches (``features [B, D, L]``, ``video_ids``, ``durations_sec``)."""
     head.eval()
     raw = RawPredictions()
     for batch in batches:
         features = batch["features"].to(device)  # type: ignore[union-attr]
-        outputs = {k: v.float().cpu() for k, v in head(features).items()}
-        collect_candidates(head_name, outputs, video_ids=list(batch["video_ids"]),  # type: ignore[arg-type]
+        outputs = head(features).map(lambda v: v.float().cpu())
+        collect_candidates(outputs, video_ids=list(batch["video_ids"]),  # type: ignore[arg-type]
                            durations_sec=np.asarray(batch["durations_sec"], dtype=float).tolist(),
                            classes=classes, into=raw, top_k=top_k)
     return raw

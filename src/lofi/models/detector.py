@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from lofi.core.raw_outputs import RawOutputs
 from lofi.core.targets import SegmentTargets
 from lofi.models.encoders.base import VideoEncoder, normalize_frames
 from lofi.models.heads.base import TALHead
@@ -34,10 +35,10 @@ class Detector(nn.Module):
             frames = normalize_frames(frames)
         return self.encoder(frames)  # [B, D, T]
 
-    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, frames: torch.Tensor) -> RawOutputs:
         return self.head(self.features(frames))
 
-    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: RawOutputs, targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """The head's loss dict (``"loss"`` is the total)."""
         return self.head.loss(outputs, targets)
 
@@ -51,12 +52,11 @@ def create_model(*, encoder: str, head: str, num_classes: int, num_snippets: int
     the builders (e.g. ``{"checkpoint_stages": True}``, ``{"hidden_dim": 128}``). ``encoder_weights`` is a local
     file in a published layout (torchvision ImageNet ResNet or Kinetics R(2+1)D, the official TSM release, or a
     lofi checkpoint), loaded strictly: a missing or unexpected tensor raises, naming it.
-    """
-    built_encoder = create_encoder(encoder, **dict(encoder_options or {}))
-    if encoder_weights is not None:
-        from lofi.models.encoders.checkpoints import load_encoder_weights
 
-        load_encoder_weights(built_encoder, encoder_weights, strict=True)
+    Training builds its models through here too (:mod:`lofi.runtime.builders`), so a model a user builds with the
+    names and options of a run's config is the model that run trains.
+    """
+    built_encoder = create_encoder(encoder, weights=encoder_weights, **dict(encoder_options or {}))
     built_head = create_head(head, in_dim=built_encoder.feature_dim, num_classes=num_classes,
                              num_snippets=num_snippets, **dict(head_options or {}))
     return Detector(encoder=built_encoder, head=built_head)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -71,9 +72,19 @@ def get_entry(name: str, kind: Kind) -> ModelEntry:
     return entry
 
 
-def create_encoder(name: str, **options: Any) -> nn.Module:
-    """Build the registered encoder ``name`` with its keyword options."""
-    return get_entry(name, "encoder").builder()(**options)
+def create_encoder(name: str, *, weights: str | os.PathLike | None = None, **options: Any) -> nn.Module:
+    """Build the registered encoder ``name`` with its keyword options, and load ``weights`` if given.
+
+    ``weights`` is a local file in a published layout (torchvision ImageNet ResNet or Kinetics R(2+1)D, the official
+    TSM release, or a lofi checkpoint such as a stage's ``encoder.pt``), loaded strictly: a missing or unexpected
+    tensor raises, naming it.
+    """
+    encoder = get_entry(name, "encoder").builder()(**options)
+    if weights is not None:
+        from lofi.models.encoders.checkpoints import load_encoder_weights
+
+        load_encoder_weights(encoder, weights, strict=True)
+    return encoder
 
 
 def create_head(name: str, *, in_dim: int, num_classes: int, num_snippets: int, **options: Any) -> nn.Module:

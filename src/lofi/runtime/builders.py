@@ -10,31 +10,29 @@ import torch
 from lofi.core.fidelity import Fidelity
 from lofi.data.frame_cache import FrameCache
 from lofi.io import atomic_torch_save
-from lofi.models import create_encoder, create_head
-from lofi.models.detector import Detector
-from lofi.models.encoders.checkpoints import load_encoder_weights
+from lofi.models import Detector, create_encoder, create_model
 from lofi.runtime.context import RunContext
 from lofi.runtime.distributed import barrier
 
 
 def build_encoder(context: RunContext, weights: str | Path | None, **options: object) -> torch.nn.Module:
     """The configured encoder, with ``weights`` (any published layout, or a lofi stage's ``encoder.pt``);
-    ``options`` override the encoder's ``model.encoder_options`` (e.g. a stage's ``frozen_bn``)."""
+    ``options`` override the encoder's ``model.encoder_options`` (e.g. a stage's ``frozen_bn``).
+
+    Built by the public :func:`lofi.models.create_encoder` (the encoder half of :func:`lofi.create_model`)."""
     model_config = context.config.model
-    encoder = create_encoder(model_config.encoder, **{**model_config.encoder_kwargs(), **options})
-    if weights is not None:
-        load_encoder_weights(encoder, weights, strict=True)
-    return encoder
+    return create_encoder(model_config.encoder, weights=weights, **{**model_config.encoder_kwargs(), **options})
 
 
 def build_detector(context: RunContext, encoder_weights: str | Path | None) -> Detector:
-    """Encoder (with ``encoder_weights``) and a fresh head built at the full snippet count."""
+    """Encoder (with ``encoder_weights``) and a fresh head built at the full snippet count, by the public
+    :func:`lofi.create_model` from the config's names and options (what a user building the same model gets)."""
     model = context.config.model
     frozen_bn = {"frozen_bn": True} if context.config.train.frozen_bn else {}
-    encoder = build_encoder(context, encoder_weights, **frozen_bn)
-    head = create_head(model.head, in_dim=encoder.feature_dim, num_classes=len(context.classes),
-                       num_snippets=context.config.fidelity.num_snippets, **model.head_kwargs())
-    return Detector(encoder=encoder, head=head)
+    return create_model(encoder=model.encoder, head=model.head, num_classes=len(context.classes),
+                        num_snippets=context.config.fidelity.num_snippets,
+                        encoder_options={**model.encoder_kwargs(), **frozen_bn}, head_options=model.head_kwargs(),
+                        encoder_weights=encoder_weights)
 
 
 def save_encoder(context: RunContext, encoder: torch.nn.Module, path: Path) -> Path:

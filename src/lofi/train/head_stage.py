@@ -76,7 +76,7 @@ def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDa
     batch_size = context.batch_per_rank(config.head.optim)
     batches = (collate_features([dataset[i] for i in range(s, min(s + batch_size, len(dataset)))])
                for s in range(0, len(dataset), batch_size))
-    raw = predict_features(config.model.head, head, (b for b in batches if b is not None), classes=context.classes,
+    raw = predict_features(head, (b for b in batches if b is not None), classes=context.classes,
                            device=context.device)
     head.train()
     predictions = finish_predictions(raw, postprocess_config(context), video_top_k=config.eval.video_top_k)

@@ -113,7 +113,7 @@ def test_raw_predictions_replay_with_or_without_video_scores(proposal_labels):
     with torch.no_grad():
         outputs = head(torch.randn(2, 6, 8))
     raw = RawPredictions()
-    collect_candidates("gtad", outputs, video_ids=["a", "b"], durations_sec=[10.0, 20.0], classes=["x", "y", "z"],
+    collect_candidates(outputs, video_ids=["a", "b"], durations_sec=[10.0, 20.0], classes=["x", "y", "z"],
                        into=raw, top_k=20)
     assert raw.class_agnostic == (proposal_labels == "video") and bool(raw.video_scores) == raw.class_agnostic
     labels = {d.label for dets in raw.detections.values() for d in dets}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lofi.core.raw_outputs import PointOutputs
 from lofi.core.targets import SegmentTargets
 from lofi.models.heads.actionformer_blocks import ChannelNorm, ConvStack, TransformerBlock
 from lofi.models.heads.base import TALHead
@@ -119,7 +120,7 @@ class ActionFormerHead(TALHead):
                                    dim=1))  # [P_l, 4]
         return torch.cat(table).to(device=device, dtype=dtype)  # [P, 4]
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, features: torch.Tensor) -> PointOutputs:
         if features.dim() != 3:
             raise ValueError(f"ActionFormerHead expects features [B, D, T], got {tuple(features.shape)}")
         levels = self.pyramid(features)  # L x [B, E, ceil(T / 2 ** l)]
@@ -127,13 +128,13 @@ class ActionFormerHead(TALHead):
         for level, feat in enumerate(levels):
             logits.append(self.cls_out(self.cls_tower(feat)))  # [B, C, T_l]
             offsets.append(F.relu(self.reg_scales[level] * self.reg_out(self.reg_tower(feat))))  # [B, 2, T_l]
-        return {
-            "cls_logits": torch.cat(logits, dim=2).transpose(1, 2),  # [B, P, C]
-            "offsets": torch.cat(offsets, dim=2).transpose(1, 2),  # [B, P, 2]
-            "points": self.points(features.shape[2], device=features.device),  # [P, 4] float32 even under autocast
-        }
+        return PointOutputs(
+            cls_logits=torch.cat(logits, dim=2).transpose(1, 2),  # [B, P, C]
+            offsets=torch.cat(offsets, dim=2).transpose(1, 2),  # [B, P, 2]
+            points=self.points(features.shape[2], device=features.device),  # [P, 4] float32 even under autocast
+        )
 
-    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: PointOutputs, targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``{"loss", "cls_loss", "reg_loss", "num_positives"}``; ``loss = cls_loss + reg_loss_weight * reg_loss``.
 
         Ground-truth segments are clipped to the window; segments left empty by the clipping are ignored.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lofi.core.raw_outputs import RawOutputs
 from lofi.core.targets import SegmentTargets
 
 
@@ -12,8 +13,9 @@ class TALHead(nn.Module):
     """Base class of every registered head.
 
     Constructed with keyword-only ``in_dim`` (feature channels D), ``num_classes`` and ``num_snippets`` (the
-    window length T the head is built for), plus head-specific options. ``forward(features [B, D, T])`` returns a
-    dict of raw output tensors (no decoding, no NMS: :mod:`lofi.postprocess.decode` turns them into candidates);
+    window length T the head is built for), plus head-specific options. ``forward(features [B, D, T])`` returns its
+    raw outputs, a :class:`~lofi.core.raw_outputs.RawOutputs` that names its decoder (no decoding, no NMS:
+    :func:`lofi.postprocess.decode.decode_raw` turns them into candidates);
     ``loss(outputs, targets)`` returns a dict of scalar tensors whose ``"loss"`` entry is the total to
     back-propagate and whose other entries are its parts, for logging.
     """
@@ -21,9 +23,9 @@ class TALHead(nn.Module):
     num_classes: int
     num_snippets: int
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+    def forward(self, features: torch.Tensor) -> RawOutputs:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def loss(self, outputs: dict[str, torch.Tensor],
+    def loss(self, outputs: RawOutputs,
              targets: SegmentTargets) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

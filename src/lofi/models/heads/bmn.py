@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lofi.core.proposal_grid import duration_start_segments, duration_start_valid_mask, scaled_max_duration
+from lofi.core.raw_outputs import DurationStartMapOutputs
 from lofi.core.targets import SegmentTargets
 from lofi.models.heads.base import TALHead
 from lofi.models.heads.layers import ClassBranchMixin, MapGridMixin, ProposalLabels, confidence_map_head
@@ -58,10 +59,11 @@ def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, sa
 class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
     """BMN: base module, temporal evaluation module (start/end), proposal evaluation module (BM layer + 3-D/2-D convs).
 
-    Outputs (batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and
-    ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, Dmax, T]`` probabilities indexed ``[d, ts]`` (channel 0
-    classification, 1 regression; 0 where ``ts + d >= T``); ``"snippet_logits"`` ``[B, num_classes, T]``, or
-    ``"video_logits"`` ``[B, num_classes]`` with ``proposal_labels="video"``. The
+    Outputs (:class:`~lofi.core.raw_outputs.DurationStartMapOutputs`, batch first): ``"start"``, ``"end"`` ``[B, T]``
+    probabilities of a boundary at ``t/T`` (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, Dmax, T]``
+    probabilities indexed ``[d, ts]`` (channel 0 classification, 1 regression; 0 where ``ts + d >= T``);
+    ``"snippet_logits"`` ``[B, num_classes, T]``, or ``"video_logits"`` ``[B, num_classes]`` with
+    ``proposal_labels="video"``. The
     valid-cell mask is the buffer ``valid_mask`` ``[Dmax, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it
     at any ``T``).
 
@@ -129,7 +131,7 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
                              persistent=False)  # [Dmax, T, 2]
         self._grids = LengthCache(partial(_duration_start_grid, num_snippets=num_snippets, max_duration=max_duration))
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, features: torch.Tensor) -> DurationStartMapOutputs:
         check_features(features, self.in_dim, 1, "BMNHead")
         valid_mask, _ = self.map_grid(features.shape[2])
         base = self.base(features)  # [B, D, T] -> [B, H, T]
@@ -137,9 +139,9 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
         end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
         matched = self.boundary_matching(self.proposal_1d(base))  # [B, H, T] -> [B, H3, Dmax, T]
         confidence = torch.sigmoid(self.proposal_2d(matched)) * valid_mask  # [B, 2, Dmax, T]
-        return {"start": start, "end": end, "confidence": confidence, **self.class_outputs(base)}
+        return DurationStartMapOutputs(start=start, end=end, confidence=confidence, **self.class_outputs(base))
 
-    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: DurationStartMapOutputs, targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = tem (boundary) + pem_cls (map_cls) + reg_weight * pem_reg (map_reg) + snippet_weight *
         snippet_cls (or video_weight * video_cls) (see
         :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""

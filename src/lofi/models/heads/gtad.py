@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lofi.core.proposal_grid import scaled_max_duration, start_end_segments, start_end_valid_mask
+from lofi.core.raw_outputs import StartEndMapOutputs
 from lofi.core.targets import SegmentTargets
 from lofi.models.heads.base import TALHead
 from lofi.models.heads.layers import ClassBranchMixin, MapGridMixin, ProposalLabels, confidence_map_head
@@ -120,12 +121,12 @@ def sgalign_matrix(num_snippets: int, *, num_samples: int = 16, samples_per_bin:
 class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     """G-TAD: GCNeXt backbone, start/end branches, SGAlign over every candidate and the matching head.
 
-    Outputs (all float, batch first): ``"start"``, ``"end"`` ``[B, T]`` probabilities of a boundary at ``t/T``
-    (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, T, T]`` probabilities indexed ``[ts, te]``
-    (channel 0 classification, 1 regression; 0 where ``te < ts`` or the duration exceeds ``max_duration``);
-    ``"snippet_logits"`` ``[B, num_classes, T]`` (multi-label logits per snippet), or ``"video_logits"`` ``[B,
-    num_classes]`` with ``proposal_labels="video"`` (:class:`~lofi.models.heads.layers.ClassBranchMixin`). The
-    valid-cell mask is the buffer
+    Outputs (:class:`~lofi.core.raw_outputs.StartEndMapOutputs`, all float, batch first): ``"start"``, ``"end"``
+    ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, T, T]``
+    probabilities indexed ``[ts, te]`` (channel 0 classification, 1 regression; 0 where ``te < ts`` or the duration
+    exceeds ``max_duration``); ``"snippet_logits"`` ``[B, num_classes, T]`` (multi-label logits per snippet), or
+    ``"video_logits"`` ``[B, num_classes]`` with ``proposal_labels="video"``
+    (:class:`~lofi.models.heads.layers.ClassBranchMixin`). The valid-cell mask is the buffer
     ``valid_mask`` ``[T, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it at any ``T``).
 
     Any length: ``forward`` takes features of any ``T >= k``; the weights do not depend on ``T``. ``num_snippets``
@@ -193,7 +194,7 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
         self.in_dim = in_dim
         self._grids = LengthCache(partial(_start_end_grid, num_snippets=num_snippets, max_duration=max_duration))
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, features: torch.Tensor) -> StartEndMapOutputs:
         check_features(features, self.in_dim, self.k, "GTADHead")
         valid_mask, _ = self.map_grid(features.shape[2])
         base = self.stem(features)  # [B, D, T] -> [B, H, T]
@@ -203,9 +204,9 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
         context = gather_neighbours(deep, knn_indices(deep, self.k)).mean(dim=-1)  # [B, H, T] semantic context
         aligned = self.align(torch.cat([deep, context], dim=1))  # [B, 2H, T] -> [B, A, T, T]
         confidence = torch.sigmoid(self.matching(aligned)) * valid_mask  # [B, 2, T, T]
-        return {"start": start, "end": end, "confidence": confidence, **self.class_outputs(base)}
+        return StartEndMapOutputs(start=start, end=end, confidence=confidence, **self.class_outputs(base))
 
-    def loss(self, outputs: dict[str, torch.Tensor], targets: SegmentTargets) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: StartEndMapOutputs, targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """``"loss"`` = boundary + map_cls + reg_weight * map_reg + snippet_weight * snippet_cls (or video_weight *
         video_cls) (see
         :func:`lofi.models.heads.proposal_maps.proposal_map_losses`), at the ``T`` of ``outputs``."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -258,7 +258,7 @@ class MapLossConfig:
                              f"video_weight={self.video_weight}, snippet_weight={self.snippet_weight}")
 
 
-def map_head_loss(outputs: dict[str, torch.Tensor], targets: SegmentTargets, *, candidates: torch.Tensor,
+def map_head_loss(outputs: Mapping[str, torch.Tensor], targets: SegmentTargets, *, candidates: torch.Tensor,
                   valid: torch.Tensor, config: MapLossConfig) -> dict[str, torch.Tensor]:
     """Total loss of a G-TAD / BMN head from its raw outputs (``start``, ``end``, ``confidence``, and
     ``snippet_logits`` and/or ``video_logits``).

@@ -5,9 +5,13 @@ A point at window fraction ``centre`` with stride ``stride`` (both from ``output
 :mod:`lofi.models.heads.actionformer`) and offsets ``(d_start, d_end)`` gives the segment
 ``(centre - d_start * stride, centre + d_end * stride)``, clipped to [0, 1]; its score for class ``c`` is
 ``sigmoid(cls_logits[..., c])``. No suppression here: NMS comes after (:mod:`lofi.postprocess`).
+
+The outputs: a head's :class:`~lofi.core.raw_outputs.PointOutputs`, or a plain dict with the same keys.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import torch
 
@@ -15,7 +19,7 @@ from lofi.postprocess.candidates import Candidates
 
 
 @torch.no_grad()
-def decode_actionformer(outputs: dict[str, torch.Tensor], *, score_threshold: float = 0.001,
+def decode_actionformer(outputs: Mapping[str, torch.Tensor], *, score_threshold: float = 0.001,
                         top_k_per_window: int = 1000, min_length: float = 0.0) -> list[Candidates]:
     """Raw outputs of a batch of B windows -> B :class:`Candidates`, best score first.
 

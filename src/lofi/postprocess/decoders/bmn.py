@@ -4,9 +4,13 @@ Cell ``[d, ts]`` of the ``[B, 2, Dmax, T]`` map is the segment ``[ts/T, (ts+d+1)
 re-indexed to start-end and decoded by :func:`lofi.postprocess.decoders.gtad.decode_start_end` (score
 ``start[ts] * end[ts+d] * confidence_cls * confidence_reg``, BMN's boundary filter, top-k; labelled by the pooled
 ``snippet_logits`` when the outputs hold them).
+
+The outputs: a head's :class:`~lofi.core.raw_outputs.DurationStartMapOutputs`, or a plain dict with the same keys.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import torch
 
@@ -15,7 +19,7 @@ from lofi.postprocess.candidates import Candidates
 from lofi.postprocess.decoders.gtad import decode_start_end, snippet_class_probs
 
 
-def decode_bmn(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100,
+def decode_bmn(outputs: Mapping[str, torch.Tensor], *, top_k: int | None = 100,
                boundary_filter: bool = True) -> list[Candidates]:
     """One :class:`Candidates` per window from BMN outputs (``start``, ``end`` ``[B, T]``, ``confidence``
     ``[B, 2, Dmax, T]``, and ``snippet_logits`` ``[B, C, T]`` for labelled candidates); candidates are the cells

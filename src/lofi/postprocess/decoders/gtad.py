@@ -7,9 +7,13 @@ fractions, as the targets define it in :mod:`lofi.models.heads.proposal_maps`); 
 ``[B, C, T]``, the heads' ``proposal_labels="snippet"``), each cell and class ``c`` is a labelled candidate
 scored ``score * mean_{t in [ts, te]} sigmoid(snippet_logits[c, t])`` (:func:`proposal_class_scores`); without
 them (``proposal_labels="video"``) the candidates are class-agnostic and take the video's classes afterwards.
+
+The outputs: a head's :class:`~lofi.core.raw_outputs.StartEndMapOutputs`, or a plain dict with the same keys.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import torch
 
@@ -94,7 +98,7 @@ def decode_start_end(start: torch.Tensor, end: torch.Tensor, confidence: torch.T
     return out
 
 
-def decode_gtad(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100, max_duration: int | None = None,
+def decode_gtad(outputs: Mapping[str, torch.Tensor], *, top_k: int | None = 100, max_duration: int | None = None,
                 num_snippets: int | None = None, boundary_filter: bool = True) -> list[Candidates]:
     """One :class:`Candidates` per window from G-TAD outputs (``start``, ``end`` ``[B, T]``, ``confidence``
     ``[B, 2, T, T]``, and ``snippet_logits`` ``[B, C, T]`` for labelled candidates), at the ``T`` of the outputs.
@@ -111,7 +115,7 @@ def decode_gtad(outputs: dict[str, torch.Tensor], *, top_k: int | None = 100, ma
                             boundary_filter=boundary_filter, class_probs=snippet_class_probs(outputs))
 
 
-def snippet_class_probs(outputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+def snippet_class_probs(outputs: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
     """``sigmoid(outputs["snippet_logits"])`` ``[B, C, T]``, or None when the head labels by video
     (``proposal_labels="video"``: no ``snippet_logits``)."""
     logits = outputs.get("snippet_logits")
