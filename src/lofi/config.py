@@ -128,6 +128,19 @@ def _is_optional(hint: Any) -> bool:
 
 # -- the tree -----------------------------------------------------------------------------------------------------
 @dataclass
+class WindowConfig(_Checked):
+    """Sliding windows of ``fidelity.num_snippets`` snippets over long videos (stage 3: extraction, head training
+    and prediction), instead of rescaling each whole video to that many (see ``lofi.core.windows``)."""
+
+    snippets_per_sec: float = _ranged(1.0, gt=0)  # snippets per second of video (the features' fixed rate)
+    stride_snippets: int = _ranged(1, ge=1)  # snippets between the starts of consecutive windows (<= num_snippets)
+    min_inside_fraction: float = _ranged(0.5, gt=0, le=1)  # an instance cut by a window edge is kept (clipped)
+    # when at least this share of it lies inside the window, else dropped from that window (ActionFormer: 0.5)
+    merge: Literal["center", "all"] = "center"  # prediction: each window keeps the detections whose centre is
+    # nearer its centre than any other window's ("center"), or all of them ("all", OpenTAD); then one suppression
+
+
+@dataclass
 class DataConfig(_Checked):
     """Where the dataset is and how videos become snippets."""
 
@@ -142,6 +155,7 @@ class DataConfig(_Checked):
     # (spawned, not forked: PyAV is not fork-safe everywhere)
     cache_dir: str | None = None  # pre-decoded frames at the working resolution, so stage 2 decodes each video once
     on_error: Literal["skip", "raise"] = "raise"  # bad entry or video: stop; skip (--skip-invalid): see skipped.json
+    windows: WindowConfig | None = None  # None: each video rescaled to fidelity.num_snippets (ActivityNet's way)
 
 
 @dataclass
@@ -303,6 +317,11 @@ class RunConfig(_Checked):
             if optim.batch_size % optim.grad_accum_steps:
                 raise _FieldError(f"{stage}.optim.batch_size", f"must be a multiple of {stage}.optim.grad_accum_steps "
                                                                f"({optim.grad_accum_steps}), got {optim.batch_size}")
+        windows = self.data.windows
+        if windows is not None and windows.stride_snippets > self.fidelity.num_snippets:
+            raise _FieldError("data.windows.stride_snippets", f"must be <= fidelity.num_snippets "
+                                                              f"({self.fidelity.num_snippets}) so that the windows "
+                                                              f"cover the video, got {windows.stride_snippets}")
 
     @property
     def run_dir(self) -> Path:
@@ -456,8 +475,12 @@ def _build(cls: type, data: Mapping[str, Any], *, prefix: str, origins: _Origins
         if name not in data:
             continue
         hint, where = hints[name], f"{prefix}{name}"
+        section_type = _optional_section(hint)
         if dataclasses.is_dataclass(hint):
             values[name] = _build(hint, data[name] or {}, prefix=f"{where}.", origins=origins)
+        elif section_type is not None:  # an optional section: null, or a mapping of its keys
+            values[name] = (None if data[name] is None else
+                            _build(section_type, data[name], prefix=f"{where}.", origins=origins))
         else:
             values[name] = check_value(data[name], hint, where=where, origin=origins.of(where))
     try:
@@ -466,6 +489,15 @@ def _build(cls: type, data: Mapping[str, Any], *, prefix: str, origins: _Origins
         raise ConfigError(f"{origins.of(prefix + exc.key)}: {prefix}{exc.key}: {exc.detail(prefix)}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origins.of(section)}: {section or 'config'}: {exc}") from None
+
+
+def _optional_section(hint: Any) -> type | None:
+    """``X`` for a hint ``X | None`` where ``X`` is a config section (a dataclass), else None."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        options = [o for o in typing.get_args(hint) if o is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]) and type(None) in typing.get_args(hint):
+            return options[0]
+    return None
 
 
 def check_value(value: Any, hint: Any, *, where: str, origin: str) -> Any:

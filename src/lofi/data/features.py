@@ -90,6 +90,11 @@ def _read(path: Path) -> tuple[torch.Tensor, str, dict[str, Any]]:
     return features.float(), video_id, meta
 
 
+def read_feature_file(path: str | os.PathLike) -> tuple[torch.Tensor, str, dict[str, Any]]:
+    """``(features float32 [D, T], the video id stored in it, meta)`` from a file written by :func:`write_features`."""
+    return _read(Path(path))
+
+
 def read_features(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, Any]]:
     """``(features float32 [D, L], meta)`` from a file written by :func:`write_features`."""
     features, _, meta = _read(Path(path))

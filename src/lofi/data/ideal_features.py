@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from lofi.core.windows import video_num_snippets
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.features import feature_path, write_features
 
@@ -26,8 +27,12 @@ from lofi.data.features import feature_path, write_features
 IDEAL_ENCODER = "ideal"
 
 
-def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippets: int) -> torch.Tensor:
+def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippets: int,
+                   span_sec: float | None = None) -> torch.Tensor:
     """The noiseless ideal channels of one video -> ``[C + 2, L]`` float32 (class coverage, start, end).
+
+    The ``L`` snippets cover ``[0, span_sec)`` (default: the video's duration; at a fixed snippet rate, ``L / rate``,
+    which may pass the video's end).
 
     Coverage of overlapping instances of one class adds up, clipped to 1. An instance starting at ``s`` marks the
     snippet holding ``s`` (``floor(s / duration * L)``), one ending at ``e`` the snippet holding its last instant
@@ -38,6 +43,8 @@ def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippe
     duration = video.duration_sec
     if duration is None or not duration > 0:
         raise ValueError(f"video {video.video_id!r}: ideal features need a duration_sec > 0, got {duration!r}")
+    if span_sec is not None:
+        duration = span_sec
     index = {name: i for i, name in enumerate(classes)}
     num_classes = len(classes)
     edges = torch.arange(num_snippets + 1, dtype=torch.float64) / num_snippets  # [L+1] fractions of the video
@@ -58,10 +65,11 @@ def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippe
 
 
 def ideal_features(video: VideoAnnotation, classes: Sequence[str], *, num_snippets: int, dim: int | None = None,
-                   noise_std: float = 0.05, seed: int = 0, video_index: int = 0) -> torch.Tensor:
+                   noise_std: float = 0.05, seed: int = 0, video_index: int = 0,
+                   span_sec: float | None = None) -> torch.Tensor:
     """One video's ideal features ``[D, L]``: :func:`ideal_channels`, the fixed random mix up to ``dim`` channels
     (``D = dim``, or ``C + 2`` when None), plus noise; deterministic given ``(seed, video_index)``."""
-    channels = ideal_channels(video, classes, num_snippets=num_snippets)  # [C+2, L]
+    channels = ideal_channels(video, classes, num_snippets=num_snippets, span_sec=span_sec)  # [C+2, L]
     base = channels.shape[0]
     if dim is not None:
         if dim < base:
@@ -75,20 +83,27 @@ def ideal_features(video: VideoAnnotation, classes: Sequence[str], *, num_snippe
 
 
 def write_ideal_features(annotations: AnnotationSet, features_dir: str | os.PathLike, *, num_snippets: int,
-                         dim: int | None = None, noise_std: float = 0.05, seed: int = 0) -> Path:
+                         dim: int | None = None, noise_std: float = 0.05, seed: int = 0,
+                         snippets_per_sec: float | None = None) -> Path:
     """Write an ideal feature file for every video of ``annotations`` (all subsets) into ``features_dir``.
 
     Classes are ``annotations.classes`` in their order; video ``i`` (in the set's order) draws its noise from
-    ``(seed, i)``. Returns ``features_dir``.
+    ``(seed, i)``. With ``snippets_per_sec`` (sliding windows, ``data.windows``) each video gets
+    ``ceil(duration_sec * snippets_per_sec)`` snippets at that rate (``num_snippets`` is then unused) and the rate
+    goes into the meta. Returns ``features_dir``.
     """
     out = Path(features_dir)
     out.mkdir(parents=True, exist_ok=True)
     classes = annotations.classes
     for i, video in enumerate(annotations):
-        features = ideal_features(video, classes, num_snippets=num_snippets, dim=dim, noise_std=noise_std, seed=seed,
-                                  video_index=i)
-        meta = {"encoder": IDEAL_ENCODER, "num_snippets": num_snippets, "noise_std": noise_std, "seed": seed,
-                "classes": list(classes), "duration_sec": float(video.duration_sec)}
+        count, span, rate_meta = num_snippets, None, {}
+        if snippets_per_sec is not None:
+            count = video_num_snippets(float(video.duration_sec), snippets_per_sec)
+            span, rate_meta = count / snippets_per_sec, {"snippets_per_sec": float(snippets_per_sec)}
+        features = ideal_features(video, classes, num_snippets=count, dim=dim, noise_std=noise_std, seed=seed,
+                                  video_index=i, span_sec=span)
+        meta = {"encoder": IDEAL_ENCODER, "num_snippets": count, "noise_std": noise_std, "seed": seed,
+                "classes": list(classes), "duration_sec": float(video.duration_sec), **rate_meta}
         write_features(feature_path(out, video.video_id), features, video_id=video.video_id, meta=meta)
     return out
 

@@ -3,6 +3,12 @@
 Each file (``<features_dir>/<video_id>.pt``, :func:`lofi.data.features.write_features`) holds ``[D, L]`` float32
 features and the settings that made them (encoder, its weights file, L, frame size, frames per snippet), so a
 head trained on them can say where its inputs came from. Videos are shared among processes under torchrun.
+
+With ``data.windows`` (sliding windows) a video is not rescaled to ``L`` snippets: it gets
+``T = ceil(duration_sec * snippets_per_sec)`` snippets spread evenly over it (each ``snippet_sec = duration_sec / T``
+long, within one snippet of the nominal rate over the whole video), decoded one video at a time without the frame
+cache, and encoded ``L`` snippets at a time (the length the encoder was trained at); the file holds ``[D, T]`` and
+``snippets_per_sec`` / ``snippet_sec`` in its meta, for :class:`lofi.data.feature_windows.FeatureWindowDataset`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import torch
 from tqdm import tqdm
 
 from lofi.core.fidelity import Fidelity
+from lofi.core.windows import video_num_snippets
+from lofi.data.annotations import AnnotationSet
 from lofi.data.features import feature_path, write_features
 from lofi.data.windows import VideoWindowDataset, collate_windows
 from lofi.models.encoders.base import normalize_frames
@@ -56,6 +64,9 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
 
 def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Path, subsets: tuple[str, ...]) -> None:
     config = context.config
+    if config.data.windows is not None:
+        _extract_at_rate(context, encoder_weights=encoder_weights, out=out, subsets=subsets)
+        return
     full = Fidelity("full", config.fidelity.num_snippets, config.fidelity.frame_size_px)
     videos = context.annotations.subset(*subsets)
     dataset = VideoWindowDataset(annotations=videos, videos_dir=config.data.videos, classes=context.classes,
@@ -64,11 +75,7 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
                                  augment=False, on_error=config.data.on_error, seed=config.seed,
                                  skip_log=context.skip_log)
     encoder = build_encoder(context, encoder_weights).to(context.device).eval()
-    meta = {"encoder": config.model.encoder, "encoder_options": config.model.encoder_kwargs(),
-            "encoder_weights": str(encoder_weights) if encoder_weights else None,
-            "encoder_weights_sha256": _digest(encoder_weights) if encoder_weights else None,
-            "num_snippets": full.num_snippets, "frame_size_px": full.frame_size_px,
-            "frames_per_snippet": config.data.frames_per_snippet, "frame_stride": config.data.frame_stride}
+    meta = _meta(context, encoder_weights, full)
     mine = list(range(context.rank, len(dataset), context.world_size))
     batch_size = config.head.extract_batch_size  # >= 1: checked at load
     bar = tqdm(total=len(mine), desc="extract", unit="video", disable=not context.progress)
@@ -83,5 +90,53 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
         bar.update(min(batch_size, len(mine) - start))
     bar.close()
     for video_id, reason in dataset.skipped:
+        logger.warning("extract: skipped %s: %s", video_id, reason)
+    barrier()  # every process's files are written before anyone reads them
+
+
+def _meta(context: RunContext, encoder_weights: str | Path | None, full: Fidelity) -> dict:
+    config = context.config
+    return {"encoder": config.model.encoder, "encoder_options": config.model.encoder_kwargs(),
+            "encoder_weights": str(encoder_weights) if encoder_weights else None,
+            "encoder_weights_sha256": _digest(encoder_weights) if encoder_weights else None,
+            "num_snippets": full.num_snippets, "frame_size_px": full.frame_size_px,
+            "frames_per_snippet": config.data.frames_per_snippet, "frame_stride": config.data.frame_stride}
+
+
+def _extract_at_rate(context: RunContext, *, encoder_weights: str | Path | None, out: Path,
+                     subsets: tuple[str, ...]) -> None:
+    """Sliding windows: each video at ``data.windows.snippets_per_sec``, ``[D, T]`` per file."""
+    config, windows = context.config, context.config.data.windows
+    assert windows is not None
+    window = config.fidelity.num_snippets
+    videos = context.annotations.subset(*subsets)
+    encoder = build_encoder(context, encoder_weights).to(context.device).eval()
+    meta = {**_meta(context, encoder_weights, Fidelity("full", window, config.fidelity.frame_size_px)),
+            "snippets_per_sec": windows.snippets_per_sec}
+    mine = [v for i, v in enumerate(videos) if i % context.world_size == context.rank]
+    skipped: list[tuple[str, str]] = []
+    for video in tqdm(mine, desc="extract", unit="video", disable=not context.progress):
+        if video.duration_sec is None or not video.duration_sec > 0:
+            raise ValueError(f"video {video.video_id!r}: sliding windows need its duration_sec (> 0) in the "
+                             f"annotations to choose its number of snippets")
+        count = video_num_snippets(float(video.duration_sec), windows.snippets_per_sec)
+        full = Fidelity("full", count, config.fidelity.frame_size_px)
+        one = AnnotationSet.from_videos([video], classes=videos.classes, source=videos.source)
+        dataset = VideoWindowDataset(annotations=one, videos_dir=config.data.videos, classes=context.classes,
+                                     fidelities={"full": full}, frames_per_snippet=config.data.frames_per_snippet,
+                                     frame_stride=config.data.frame_stride, cache=None, augment=False,
+                                     on_error=config.data.on_error, seed=config.seed, skip_log=context.skip_log)
+        item = dataset[0]
+        skipped.extend(dataset.skipped)
+        if item is None:
+            continue
+        frames = item["frames"].unsqueeze(0)  # [1, T, F, 3, S, S] uint8
+        chunks = [encoder(normalize_frames(frames[:, s:s + window].to(context.device))).float().cpu()  # [1, D, <=L]
+                  for s in range(0, count, window)]
+        features = torch.cat(chunks, dim=2)[0]  # [D, T]
+        duration = float(item["duration_sec"])
+        write_features(feature_path(out, video.video_id), features, video_id=video.video_id,
+                       meta={**meta, "duration_sec": duration, "snippet_sec": duration / count})
+    for video_id, reason in skipped:
         logger.warning("extract: skipped %s: %s", video_id, reason)
     barrier()  # every process's files are written before anyone reads them

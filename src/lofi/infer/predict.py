@@ -41,22 +41,47 @@ class RawPredictions:
 
 
 def collect_candidates(outputs: RawOutputs, *, video_ids: Sequence[str], durations_sec: Sequence[float],
-                       classes: Sequence[str], into: RawPredictions, top_k: int = 200) -> None:
-    """Decode one batch of raw ``outputs`` (one whole-video window per item) with the decoder their type names and
-    add its candidates to ``into``."""
+                       classes: Sequence[str], into: RawPredictions, top_k: int = 200,
+                       window_starts_sec: Sequence[float] | None = None,
+                       window_ends_sec: Sequence[float] | None = None,
+                       keep_sec: Sequence[tuple[float, float]] | None = None) -> None:
+    """Decode one batch of raw ``outputs`` with the decoder their type names and add its candidates to ``into``.
+
+    Without window bounds each item is one whole-video window (its candidates replace the video's). With
+    ``window_starts_sec`` / ``window_ends_sec`` (sliding windows) each item is one window of a video: its
+    candidates are shifted to video time, clipped to the video, and added to the video's, so that one suppression
+    per video (:func:`finish_predictions`) merges the windows; with ``keep_sec`` a window keeps only the candidates
+    whose centre lies in its ``[from, to)`` (the span it owns, :func:`lofi.core.windows.window_cores`). A video's
+    class scores (proposals) are the highest of its windows'.
+    """
+    if (window_starts_sec is None) != (window_ends_sec is None):
+        raise ValueError("collect_candidates: give both window_starts_sec and window_ends_sec, or neither")
+    windowed = window_starts_sec is not None
     for b, cand in enumerate(decode_raw(outputs, top_k=top_k)):
         video_id, duration = video_ids[b], float(durations_sec[b])
-        segments = cand.to_seconds(window_start_sec=0.0, window_end_sec=duration).clamp(0.0, duration).tolist()
+        start_sec, end_sec = ((float(window_starts_sec[b]), float(window_ends_sec[b]))  # type: ignore[index]
+                              if windowed else (0.0, duration))
+        segments = cand.to_seconds(window_start_sec=start_sec, window_end_sec=end_sec).clamp(0.0, duration).tolist()
         scores = cand.scores.tolist()
         if cand.labels is None:
             into.class_agnostic = True
             labels = [PROPOSAL_LABEL] * len(scores)
             probs = torch.sigmoid(outputs["video_logits"][b].float()).tolist()
-            into.video_scores[video_id] = {c: float(p) for c, p in zip(classes, probs)}
+            seen = into.video_scores.get(video_id) if windowed else None
+            into.video_scores[video_id] = {c: max(float(p), seen[c]) if seen else float(p)
+                                           for c, p in zip(classes, probs)}
         else:
             labels = [classes[i] for i in cand.labels.tolist()]
-        into.detections[video_id] = [Detection(start_sec=s, end_sec=max(s, e), label=label, score=float(p))
-                                     for (s, e), label, p in zip(segments, labels, scores)]
+        found = [Detection(start_sec=s, end_sec=max(s, e), label=label, score=float(p))
+                 for (s, e), label, p in zip(segments, labels, scores)]
+        if keep_sec is not None:
+            lo, hi = keep_sec[b]
+            found = [d for d in found if lo <= (d.start_sec + d.end_sec) / 2 < hi or
+                     (hi >= duration and (d.start_sec + d.end_sec) / 2 >= lo)]
+        if windowed:
+            into.detections.setdefault(video_id, []).extend(found)
+        else:
+            into.detections[video_id] = found
 
 
 def write_raw(raw: RawPredictions, out_dir: str | os.PathLike) -> list[Path]:
@@ -83,13 +108,21 @@ def finish_predictions(raw: RawPredictions, config: PostprocessConfig, *, video_
 @torch.no_grad()
 def predict_features(head: torch.nn.Module, batches: Iterable[Mapping[str, object]], *,
                      classes: Sequence[str], device: torch.device, top_k: int = 200) -> RawPredictions:
-    """Run ``head`` over feature batches (``features [B, D, L]``, ``video_ids``, ``durations_sec``)."""
+    """Run ``head`` over feature batches (``features [B, D, L]``, ``video_ids``, ``durations_sec``, and for
+    sliding windows ``window_starts_sec`` / ``window_ends_sec``: then the windows of a video are merged)."""
     head.eval()
     raw = RawPredictions()
     for batch in batches:
         features = batch["features"].to(device)  # type: ignore[union-attr]
         outputs = head(features).map(lambda v: v.float().cpu())
+        bounds: dict[str, object] = {}
+        if "window_starts_sec" in batch:
+            bounds = {key: np.asarray(batch[key], dtype=float).tolist() for key in ("window_starts_sec",
+                                                                                    "window_ends_sec")}
+            if "keep_from_sec" in batch:
+                bounds["keep_sec"] = list(zip(np.asarray(batch["keep_from_sec"], dtype=float).tolist(),
+                                              np.asarray(batch["keep_to_sec"], dtype=float).tolist()))
         collect_candidates(outputs, video_ids=list(batch["video_ids"]),  # type: ignore[arg-type]
                            durations_sec=np.asarray(batch["durations_sec"], dtype=float).tolist(),
-                           classes=classes, into=raw, top_k=top_k)
+                           classes=classes, into=raw, top_k=top_k, **bounds)
     return raw

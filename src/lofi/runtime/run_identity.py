@@ -46,10 +46,12 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "lofi": ("seed", "data", "model.encoder", "model.encoder_options", "model.head", "model.head_options",
              "fidelity", "train"),
     "extract": ("data.format", "data.frames_per_snippet", "data.frame_stride", "data.on_error", "model.encoder",
-                "model.encoder_options", "fidelity.num_snippets", "fidelity.frame_size_px"),
+                "model.encoder_options", "fidelity.num_snippets", "fidelity.frame_size_px", "data.windows"),
     "head": ("seed", "data.format", "data.train_subset", "data.val_subset", "data.on_error", "model.head",
-             "model.head_options", "fidelity.num_snippets", "head", "eval"),
+             "model.head_options", "fidelity.num_snippets", "head", "eval", "data.windows"),
 }
+#: Keys that a stage's sections hold but that never change its result (stages 1 and 2 are not windowed).
+STAGE_NEUTRAL_KEYS: dict[str, tuple[str, ...]] = {"pretrain": ("data.windows",), "lofi": ("data.windows",)}
 #: Keys under those sections that never change a result.
 NEUTRAL_KEYS: tuple[str, ...] = ("data.annotations", "data.videos", "data.num_workers", "data.cache_dir",
                                  "pretrain.enabled", "train.enabled", "head.extract_batch_size",
@@ -161,8 +163,11 @@ def stage_identity(stage: str, config: RunConfig, inputs: Mapping[str, str] | No
     # only the selected models' options count (options may be kept per model name)
     tree["model"] = {**tree["model"], "encoder_options": config.model.encoder_kwargs(),
                      "head_options": config.model.head_kwargs()}
+    if tree["data"]["windows"] is None:  # unset: left out, so identities recorded before the key existed still match
+        del tree["data"]["windows"]
     flat = flatten(tree)
-    chosen = {k: v for k, v in flat.items() if _selected(k, STAGE_KEYS[stage]) and not _selected(k, NEUTRAL_KEYS)}
+    neutral = NEUTRAL_KEYS + STAGE_NEUTRAL_KEYS.get(stage, ())
+    chosen = {k: v for k, v in flat.items() if _selected(k, STAGE_KEYS[stage]) and not _selected(k, neutral)}
     return StageIdentity(stage=stage, config=chosen, inputs=dict(inputs or {}))
 
 

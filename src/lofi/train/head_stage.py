@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from lofi.data.annotations import AnnotationSet
+from lofi.data.feature_windows import FeatureWindowDataset, collate_feature_windows
 from lofi.data.features import FeatureDataset, collate_features, find_feature_file
 from lofi.data.formats import write_results
 from lofi.eval import evaluate_detection
@@ -61,20 +62,37 @@ def _with_features(videos: AnnotationSet, features_dir: Path, *, what: str, skip
     return AnnotationSet.from_videos(kept, classes=videos.classes, source=videos.source)
 
 
+def feature_set(context: RunContext, features_dir: Path, videos: AnnotationSet
+                ) -> FeatureDataset | FeatureWindowDataset:
+    """The head's items of ``videos``: whole videos, or with ``data.windows`` their sliding windows."""
+    windows = context.config.data.windows
+    if windows is None:
+        return FeatureDataset(features_dir=features_dir, annotations=videos, classes=context.classes)
+    return FeatureWindowDataset(features_dir=features_dir, annotations=videos, classes=context.classes,
+                                window_snippets=context.config.fidelity.num_snippets,
+                                stride_snippets=windows.stride_snippets, snippets_per_sec=windows.snippets_per_sec,
+                                min_inside_fraction=windows.min_inside_fraction, merge=windows.merge)
+
+
+def _collate_for(dataset: FeatureDataset | FeatureWindowDataset):
+    return collate_feature_windows if isinstance(dataset, FeatureWindowDataset) else collate_features
+
+
 def postprocess_config(context: RunContext) -> PostprocessConfig:
     ev = context.config.eval
     return PostprocessConfig(method=ev.method, iou_threshold=ev.iou_threshold, sigma=ev.sigma,
                              min_score=ev.min_score, max_detections=ev.max_detections)
 
 
-def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDataset, *,
+def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDataset | FeatureWindowDataset, *,
                   ground_truth: AnnotationSet, out_dir: Path | None = None,
                   plots: bool = False) -> tuple[DetectionResult, dict]:
     """Predict ``dataset``'s videos, suppress, and score against ``ground_truth``; with ``out_dir``, save the raw
     candidates, the predictions, ``metrics.json`` and (``plots``) the pictures."""
     config = context.config
     batch_size = context.batch_per_rank(config.head.optim)
-    batches = (collate_features([dataset[i] for i in range(s, min(s + batch_size, len(dataset)))])
+    collate = _collate_for(dataset)
+    batches = (collate([dataset[i] for i in range(s, min(s + batch_size, len(dataset)))])
                for s in range(0, len(dataset), batch_size))
     raw = predict_features(head, (b for b in batches if b is not None), classes=context.classes,
                            device=context.device)
@@ -112,8 +130,8 @@ def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, r
     skip = config.data.on_error == "skip"
     train_videos = _with_features(context.subset(config.data.train_subset), features_dir, what="training", skip=skip)
     val_videos = _with_features(context.subset(config.data.val_subset), features_dir, what="evaluation", skip=skip)
-    train_set = FeatureDataset(features_dir=features_dir, annotations=train_videos, classes=context.classes)
-    val_set = FeatureDataset(features_dir=features_dir, annotations=val_videos, classes=context.classes)
+    train_set = feature_set(context, features_dir, train_videos)
+    val_set = feature_set(context, features_dir, val_videos)
     feature_dim = int(train_set[0]["features"].shape[0])
     seed_everything(config.seed)  # the same initial weights on every run and every process
     head = create_head(config.model.head, in_dim=feature_dim, num_classes=len(context.classes),
@@ -135,7 +153,7 @@ def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, r
 
     trainer = Trainer(model=head, optimizer=optimizer,
                       scheduler=build_scheduler(optimizer, optim, steps_per_epoch=len(sampler)), loss_fn=loss_fn,
-                      batches=batch_source(IndexKeyed(train_set), sampler, collate_features, num_workers=0,
+                      batches=batch_source(IndexKeyed(train_set), sampler, _collate_for(train_set), num_workers=0,
                                            device=context.device, seed=config.seed),
                       steps_per_epoch=len(sampler), run_dir=out, config=loop_config(optim, seed=config.seed),
                       device=context.device, progress=context.progress, on_epoch_end=on_epoch_end)
