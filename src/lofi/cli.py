@@ -38,10 +38,11 @@ def _synthetic_config(args: argparse.Namespace):
     overrides = dict(num_videos=args.videos, num_classes=args.classes, seed=args.seed, width_px=args.width,
                      height_px=args.height, fps=args.fps, validation_fraction=args.validation_fraction,
                      boundary_cue_px=args.boundary_cue_px)
-    if args.min_duration is not None or args.max_duration is not None:  # a bound not given keeps the layout's
+    # a bound not given keeps the layout's
+    if args.min_duration_sec is not None or args.max_duration_sec is not None:
         low, high = SyntheticConfig.for_layout(args.layout).video_duration_sec
-        overrides["video_duration_sec"] = (low if args.min_duration is None else args.min_duration,
-                                           high if args.max_duration is None else args.max_duration)
+        overrides["video_duration_sec"] = (low if args.min_duration_sec is None else args.min_duration_sec,
+                                           high if args.max_duration_sec is None else args.max_duration_sec)
     if args.max_instances is not None:
         overrides["max_instances_per_video"] = args.max_instances
     return SyntheticConfig.for_layout(args.layout, **overrides)
@@ -59,9 +60,9 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
     parser.add_argument("--width", type=int, default=128, help="frame width in px, even (default 128)")
     parser.add_argument("--height", type=int, default=128, help="frame height in px, even (default 128)")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
-    parser.add_argument("--min-duration", type=float, default=None,
+    parser.add_argument("--min-duration-sec", type=float, default=None,
                         help="shortest video in s (default: the layout's; 20 for mixed)")
-    parser.add_argument("--max-duration", type=float, default=None,
+    parser.add_argument("--max-duration-sec", type=float, default=None,
                         help="longest video in s (default: the layout's; 40 for mixed)")
     parser.add_argument("--max-instances", type=_positive_int, default=None,
                         help="at most this many actions per video (default: the layout's; as many as fit for mixed)")

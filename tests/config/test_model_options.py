@@ -87,6 +87,16 @@ def test_an_option_typo_names_the_key_the_model_and_the_closest_option():
                                       "'actionformer' (did you mean 'embed_dim'?); its options: embed_dim, ")
 
 
+@pytest.mark.parametrize("head", ["gtad", "bmn"])
+def test_a_renamed_option_stops_with_its_new_name(head):
+    with pytest.raises(ConfigError) as info:
+        load_config("synthetic", [f"model.head={head}", "model.head_options={max_duration: 8}"])
+    assert ("model.head_options.max_duration: 'max_duration' was renamed 'max_duration_snippets' (the same value, "
+            "with its unit in the name); write model.head_options: {max_duration_snippets: 8}") in str(info.value)
+    config = load_config("synthetic", [f"model.head={head}", "model.head_options={max_duration_snippets: 8}"])
+    assert config.model.head_kwargs() == {"max_duration_snippets": 8}
+
+
 def test_an_entry_of_a_head_not_selected_is_checked_too():
     with pytest.raises(ConfigError, match=r"model\.head_options\.bmn\.hiden_dim: 'hiden_dim' is not an option of "
                                           r"head 'bmn' \(did you mean 'hidden_dim'\?\)"):
