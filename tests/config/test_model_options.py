@@ -9,7 +9,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,13 @@ PER_HEAD = ("model.head_options={gtad: {hidden_dim: 32, align_dim: 32, map_dim: 
 
 @pytest.mark.parametrize("preset", list_presets())
 @pytest.mark.parametrize("head", HEADS)
-def test_every_preset_loads_with_every_registered_head_in_under_5_s(preset, head):
-    start = time.perf_counter()
+def test_every_preset_loads_with_every_registered_head(preset, head):  # its speed: benchmarks/postprocess.py
     config = load_config(preset, [f"model.head={head}"])
-    assert time.perf_counter() - start < 5.0
     assert config.model.head == head and config.model.head_kwargs() == {}
 
 
-def test_switching_the_synthetic_preset_to_gtad_takes_under_5_s():
-    start = time.perf_counter()
+def test_switching_the_synthetic_preset_to_gtad():
     config = load_config("synthetic", ["model.head=gtad"])
-    assert time.perf_counter() - start < 5.0
     assert config.model.head == "gtad"
 
 
