@@ -39,10 +39,11 @@ def _synthetic_config(args: argparse.Namespace):
     overrides = dict(num_videos=args.videos, num_classes=args.classes, seed=args.seed, width_px=args.width,
                      height_px=args.height, fps=args.fps, validation_fraction=args.validation_fraction,
                      boundary_cue_px=args.boundary_cue_px)
-    if args.min_duration is not None or args.max_duration is not None:  # a bound not given keeps the layout's
+    # a bound not given keeps the layout's
+    if args.min_duration_sec is not None or args.max_duration_sec is not None:
         low, high = SyntheticConfig.for_layout(args.layout).video_duration_sec
-        overrides["video_duration_sec"] = (low if args.min_duration is None else args.min_duration,
-                                           high if args.max_duration is None else args.max_duration)
+        overrides["video_duration_sec"] = (low if args.min_duration_sec is None else args.min_duration_sec,
+                                           high if args.max_duration_sec is None else args.max_duration_sec)
     if args.max_instances is not None:
         overrides["max_instances_per_video"] = args.max_instances
     return SyntheticConfig.for_layout(args.layout, **overrides)
@@ -60,9 +61,9 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
     parser.add_argument("--width", type=int, default=128, help="frame width in px, even (default 128)")
     parser.add_argument("--height", type=int, default=128, help="frame height in px, even (default 128)")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
-    parser.add_argument("--min-duration", type=float, default=None,
+    parser.add_argument("--min-duration-sec", type=float, default=None,
                         help="shortest video in s (default: the layout's; 20 for mixed)")
-    parser.add_argument("--max-duration", type=float, default=None,
+    parser.add_argument("--max-duration-sec", type=float, default=None,
                         help="longest video in s (default: the layout's; 40 for mixed)")
     parser.add_argument("--max-instances", type=_positive_int, default=None,
                         help="at most this many actions per video (default: the layout's; as many as fit for mixed)")
@@ -430,8 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.verbose:
             traceback.print_exc()
-        resume = "; run the same command again to resume from the last checkpoint" if name in TRAINING_COMMANDS else ""
-        print(f"lofi {name}: interrupted{resume}", file=sys.stderr)
+        print(f"lofi {name}: interrupted{_resume_hint(name)}", file=sys.stderr)
         return 130
     except user_errors() as exc:
         if not _raised_by_lofi(exc):
@@ -442,7 +442,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         _release_frames(exc)
         return 2
     except Exception as exc:
+        if _caused_by_interrupt(exc):  # Ctrl-C inside a C++ call (torch.save's zip writer) comes back wrapped
+            print(f"lofi {name}: interrupted{_resume_hint(name)}", file=sys.stderr)
+            return 130
         return _report_bug(name, exc)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _resume_hint(name: str) -> str:
+    return "; run the same command again to resume from the last checkpoint" if name in TRAINING_COMMANDS else ""
 
 
 def _release_frames(exc: BaseException) -> None:

@@ -9,7 +9,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,13 @@ PER_HEAD = ("model.head_options={gtad: {hidden_dim: 32, align_dim: 32, map_dim: 
 
 @pytest.mark.parametrize("preset", list_presets())
 @pytest.mark.parametrize("head", HEADS)
-def test_every_preset_loads_with_every_registered_head_in_under_5_s(preset, head):
-    start = time.perf_counter()
+def test_every_preset_loads_with_every_registered_head(preset, head):  # its speed: benchmarks/postprocess.py
     config = load_config(preset, [f"model.head={head}"])
-    assert time.perf_counter() - start < 5.0
     assert config.model.head == head and config.model.head_kwargs() == {}
 
 
-def test_switching_the_synthetic_preset_to_gtad_takes_under_5_s():
-    start = time.perf_counter()
+def test_switching_the_synthetic_preset_to_gtad():
     config = load_config("synthetic", ["model.head=gtad"])
-    assert time.perf_counter() - start < 5.0
     assert config.model.head == "gtad"
 
 
@@ -85,6 +80,16 @@ def test_an_option_typo_names_the_key_the_model_and_the_closest_option():
     assert str(info.value).startswith("override 'model.head_options={embed_dimm: 32}': "
                                       "model.head_options.embed_dimm: 'embed_dimm' is not an option of head "
                                       "'actionformer' (did you mean 'embed_dim'?); its options: embed_dim, ")
+
+
+@pytest.mark.parametrize("head", ["gtad", "bmn"])
+def test_a_renamed_option_stops_with_its_new_name(head):
+    with pytest.raises(ConfigError) as info:
+        load_config("synthetic", [f"model.head={head}", "model.head_options={max_duration: 8}"])
+    assert ("model.head_options.max_duration: 'max_duration' was renamed 'max_duration_snippets' (the same value, "
+            "with its unit in the name); write model.head_options: {max_duration_snippets: 8}") in str(info.value)
+    config = load_config("synthetic", [f"model.head={head}", "model.head_options={max_duration_snippets: 8}"])
+    assert config.model.head_kwargs() == {"max_duration_snippets": 8}
 
 
 def test_an_entry_of_a_head_not_selected_is_checked_too():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -124,19 +123,17 @@ def test_nms_rejects_bad_inputs() -> None:
 
 
 @pytest.mark.parametrize("class_wise", [False, True])
-def test_nms_2000_random_matches_reference_and_is_fast(class_wise: bool) -> None:
+def test_nms_2000_random_matches_reference(class_wise: bool) -> None:
+    # the speed of this case: benchmarks/postprocess.py
     gen = torch.Generator().manual_seed(0)
     n = 2000
     start = torch.rand(n, generator=gen, dtype=torch.float64) * 200
     segments = torch.stack([start, start + 1 + torch.rand(n, generator=gen, dtype=torch.float64) * 30], dim=1)
     scores = (torch.rand(n, generator=gen, dtype=torch.float64) * 100).round() / 100  # many ties
     labels = torch.randint(0, 5, (n,), generator=gen) if class_wise else None
-    t0 = time.perf_counter()
     kept = nms(segments, scores, iou_threshold=0.5, labels=labels)
-    elapsed = time.perf_counter() - t0
     expected = _reference_nms(segments.tolist(), scores.tolist(), 0.5, None if labels is None else labels.tolist())
     assert kept.tolist() == expected
-    assert elapsed < 2.0, f"nms on {n} candidates took {elapsed:.2f} s"
 
 
 # --- Soft-NMS ------------------------------------------------------------------------------------------------
@@ -214,17 +211,15 @@ def test_soft_nms_empty_and_bad_method() -> None:
         soft_nms(*_three(torch.float32), method="gaussian", sigma=0.0)
 
 
-def test_soft_nms_2000_random_is_fast_and_sorted() -> None:
+def test_soft_nms_2000_random_is_sorted() -> None:
+    # the speed of this case: benchmarks/postprocess.py
     gen = torch.Generator().manual_seed(1)
     n = 2000
     start = torch.rand(n, generator=gen) * 200
     segments = torch.stack([start, start + 1 + torch.rand(n, generator=gen) * 30], dim=1)
     scores = torch.rand(n, generator=gen)
-    t0 = time.perf_counter()
     _, out_scores, _ = soft_nms(segments, scores, method="gaussian", max_detections=100)
-    elapsed = time.perf_counter() - t0
     assert len(out_scores) == 100 and torch.all(out_scores[:-1] >= out_scores[1:])
-    assert elapsed < 2.0, f"soft_nms on {n} candidates took {elapsed:.2f} s"
 
 
 # --- fusion with video-level class scores --------------------------------------------------------------------

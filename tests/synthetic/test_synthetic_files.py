@@ -111,8 +111,8 @@ def test_different_seeds_give_different_videos(tiny_dataset):
 def test_cli_synth_writes_a_dataset(tmp_path, capsys):
     out = tmp_path / "synth-out"
     code = main(["synth", str(out), "--videos", "2", "--classes", "2", "--seed", "0", "--width", "64",
-                 "--height", "48", "--fps", "10", "--min-duration", "6", "--max-duration", "7", "--workers", "1",
-                 "-q"])
+                 "--height", "48", "--fps", "10", "--min-duration-sec", "6", "--max-duration-sec", "7",
+                 "--workers", "1", "-q"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "frames/s" in printed and "training" in printed

@@ -119,8 +119,8 @@ def test_layout_survives_the_metadata_round_trip():
 def test_cli_synth_layout_renders_a_tiny_activitynet_set(tmp_path):
     out = tmp_path / "an"
     code = main(["synth", str(out), "--layout", "activitynet", "--videos", "2", "--classes", "2", "--width", "32",
-                 "--height", "32", "--fps", "5", "--min-duration", "8", "--max-duration", "9", "--workers", "1",
-                 "-q"])
+                 "--height", "32", "--fps", "5", "--min-duration-sec", "8", "--max-duration-sec", "9",
+                 "--workers", "1", "-q"])
     assert code == 0
     annotations = load_annotations(out / "annotations.json").annotations
     for video_id in annotations.videos:
@@ -130,5 +130,5 @@ def test_cli_synth_layout_renders_a_tiny_activitynet_set(tmp_path):
 
 
 def test_cli_synth_layout_uses_the_layout_duration_unless_given(tmp_path, capsys):
-    assert main(["synth", str(tmp_path), "--layout", "activitynet", "--min-duration", "30", "-q"]) == 2
+    assert main(["synth", str(tmp_path), "--layout", "activitynet", "--min-duration-sec", "30", "-q"]) == 2
     assert "video_duration_sec" in capsys.readouterr().err  # 30 s > the layout's 24 s maximum

@@ -9,8 +9,8 @@ cited, tested and reused without a video. :func:`sample_snippets` applies them t
   constant-frame-rate videos it selects frame ``floor(t * fps)``, as :func:`frame_indices_for_cfr` computes.
 * **One pass.** All requested times are sorted and the video is decoded in one forward pass. Only frames that are
   actually used are converted (one swscale call does bilinear resize + YUV->RGB), so memory is the output buffer
-  plus one pending decoded frame (and the decoder's own reference frames), also for hour-long videos. When the next requested time lies more than ``seek_gap_sec``
-  ahead, the demuxer seeks forward to the keyframe before it instead of decoding everything in between; the
+  plus one pending decoded frame (and the decoder's own reference frames), also for hour-long videos. When the
+  next requested time lies more than ``seek_gap_sec`` ahead, the demuxer seeks forward to the keyframe before it instead of decoding everything in between; the
   result is the same frames. Seeks are skipped across gaps shorter than the keyframe interval seen so far (a seek
   could not skip anything there); a seek that lands past the target goes back and decodes sequentially.
 * **Errors.** Every failure raises :class:`~lofi.data.video.VideoReadError` naming the file. A file whose
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import av
 import numpy as np
@@ -193,6 +193,23 @@ def _seek_back(container: av.container.InputContainer, info: VideoInfo, frame_se
         raise VideoReadError(info.path, f"{why}, and seeking back failed; decode with seek_gap_sec=None")
 
 
+@dataclass
+class _DecodeState:
+    """Where one forward pass of :func:`_decode_at_times` stands."""
+
+    targets: list[float]  # the requested times, sorted (Python floats: cheaper to compare per frame than numpy's)
+    min_gap_sec: float  # seek only across gaps longer than this
+    next_target: int = 0  # targets before this index are resolved
+    pending: av.VideoFrame | None = None  # the last accepted frame: displayed at the next unresolved target so far
+    pending_sec: float = -math.inf
+    last_key_sec: float | None = None  # the last keyframe seen since the last seek
+    just_seeked: bool = False  # no frame decoded since the last seek yet
+
+    @property
+    def done(self) -> bool:
+        return self.next_target >= len(self.targets)
+
+
 def _decode_at_times(container: av.container.InputContainer, targets_sec: np.ndarray, *, info: VideoInfo,
                      seek_gap_sec: float | None, stats: _DecodeStats
                      ) -> Iterator[tuple[av.VideoFrame, float, int, int]]:
@@ -201,69 +218,96 @@ def _decode_at_times(container: av.container.InputContainer, targets_sec: np.nda
     ``targets_sec`` must be sorted ascending (seconds from the video start). Each frame is yielded at most once,
     in presentation order; frames not used by any target are never yielded. Seeks as the module docstring says;
     a seek after which nothing decodes (e.g. into a truncated part) also goes back and decodes sequentially.
+    Each decoded frame goes through the steps :func:`_note_keyframe`, :func:`_check_landing` (right after a
+    seek), :func:`_targets_before` and :func:`_seek_ahead`.
     """
     stream = container.streams.video[0]
-    targets: list[float] = targets_sec.tolist()  # Python floats: cheaper to compare per frame than numpy scalars
-    num_targets = len(targets)
-    next_target = 0  # targets before this index are resolved
-    pending: av.VideoFrame | None = None  # the last accepted frame: displayed at the next unresolved target so far
-    pending_sec = -math.inf
-    min_gap_sec = math.inf if seek_gap_sec is None else seek_gap_sec  # seek only across gaps longer than this
-    last_key_sec: float | None = None  # the last keyframe seen since the last seek
-    just_seeked = False  # no frame decoded since the last seek yet
+    state = _DecodeState(targets=targets_sec.tolist(), min_gap_sec=math.inf if seek_gap_sec is None else seek_gap_sec)
     error: av.FFmpegError | None = None
-    while next_target < num_targets:
+    while not state.done:
         restart = False  # a seek was made: decode again from the new position
         try:
             for frame in container.decode(stream):
                 stats.decoded += 1
-                frame_sec = _frame_time_sec(frame, pending_sec + info.start_sec, info.fps) - info.start_sec
-                if frame.key_frame:  # a seek can only skip frames when a keyframe lies in the gap
-                    if last_key_sec is not None:
-                        min_gap_sec = max(min_gap_sec, frame_sec - last_key_sec)
-                    last_key_sec = frame_sec
-                if just_seeked:
-                    just_seeked = False
-                    if frame_sec <= pending_sec:  # landed behind us: keyframes are at least this far apart
-                        min_gap_sec = max(min_gap_sec, targets[next_target] - frame_sec)
-                    elif frame_sec > targets[next_target] + PTS_EPSILON_SEC:  # landed too late: go back
-                        min_gap_sec = math.inf
-                        _seek_back(container, info, pending_sec, "a seek landed past the requested time")
-                        restart = True
-                        break
-                if frame_sec <= pending_sec:  # already passed (after a seek) or out of order: nothing new
-                    continue
-                hi = next_target
-                while hi < num_targets and targets[hi] + PTS_EPSILON_SEC < frame_sec:
-                    hi += 1
-                if hi > next_target:  # these targets lie before this frame: the pending frame is displayed then
-                    if pending is None:  # targets before the first frame use the first frame
-                        yield frame, frame_sec, next_target, hi
-                    else:
-                        yield pending, pending_sec, next_target, hi
-                    next_target = hi
-                pending, pending_sec = frame, frame_sec
-                if next_target == num_targets:
+                frame_sec = _frame_time_sec(frame, state.pending_sec + info.start_sec, info.fps) - info.start_sec
+                _note_keyframe(state, frame, frame_sec)
+                if state.just_seeked and _check_landing(state, frame_sec, container, info):
+                    restart = True
                     break
-                if targets[next_target] - frame_sec > min_gap_sec:
-                    if _seek(container, stream, targets[next_target] + info.start_sec):
-                        stats.seeks += 1
-                        just_seeked = restart = True
-                        last_key_sec = None
-                        break
-                    min_gap_sec = math.inf
+                if frame_sec <= state.pending_sec:  # already passed (after a seek) or out of order: nothing new
+                    continue
+                hi = _targets_before(state, frame_sec)
+                if hi > state.next_target:  # these targets lie before this frame: the pending frame is displayed then
+                    if state.pending is None:  # targets before the first frame use the first frame
+                        yield frame, frame_sec, state.next_target, hi
+                    else:
+                        yield state.pending, state.pending_sec, state.next_target, hi
+                    state.next_target = hi
+                state.pending, state.pending_sec = frame, frame_sec
+                if state.done:
+                    break
+                if _seek_ahead(state, frame_sec, container, info, stats):
+                    restart = True
+                    break
         except av.FFmpegError as exc:
             error = exc
-        if not restart and just_seeked:  # nothing decoded after the seek: go back, decode sequentially
-            just_seeked, error, min_gap_sec = False, None, math.inf
-            _seek_back(container, info, pending_sec, "nothing could be decoded after a seek")
+        if not restart and state.just_seeked:  # nothing decoded after the seek: go back, decode sequentially
+            state.just_seeked, error, state.min_gap_sec = False, None, math.inf
+            _seek_back(container, info, state.pending_sec, "nothing could be decoded after a seek")
             restart = True
         if not restart:
             break  # end of stream, decoding error, or all targets resolved
-    if next_target < num_targets:  # decoding ended early: the last frame serves the rest if it is close enough
-        _check_reached(info, pending, pending_sec, targets[-1], error)
-        assert pending is not None  # _check_reached raised otherwise
-        yield pending, pending_sec, next_target, num_targets
+    if not state.done:  # decoding ended early: the last frame serves the rest if it is close enough
+        _check_reached(info, state.pending, state.pending_sec, state.targets[-1], error)
+        assert state.pending is not None  # _check_reached raised otherwise
+        yield state.pending, state.pending_sec, state.next_target, len(state.targets)
+
+
+def _note_keyframe(state: _DecodeState, frame: av.VideoFrame, frame_sec: float) -> None:
+    """Widen the smallest gap worth a seek to the keyframe interval seen (a seek can only skip frames when a
+    keyframe lies in the gap)."""
+    if frame.key_frame:
+        if state.last_key_sec is not None:
+            state.min_gap_sec = max(state.min_gap_sec, frame_sec - state.last_key_sec)
+        state.last_key_sec = frame_sec
+
+
+def _check_landing(state: _DecodeState, frame_sec: float, container: av.container.InputContainer,
+                   info: VideoInfo) -> bool:
+    """The first frame after a seek: True when it landed past the next target and the pass went back (decode
+    again from there); a landing behind us only widens the smallest gap worth a seek."""
+    state.just_seeked = False
+    if frame_sec <= state.pending_sec:  # landed behind us: keyframes are at least this far apart
+        state.min_gap_sec = max(state.min_gap_sec, state.targets[state.next_target] - frame_sec)
+    elif frame_sec > state.targets[state.next_target] + PTS_EPSILON_SEC:  # landed too late: go back
+        state.min_gap_sec = math.inf
+        _seek_back(container, info, state.pending_sec, "a seek landed past the requested time")
+        return True
+    return False
+
+
+def _targets_before(state: _DecodeState, frame_sec: float) -> int:
+    """The end of the unresolved targets that lie before ``frame_sec`` (the pending frame is displayed at them)."""
+    targets, hi = state.targets, state.next_target
+    while hi < len(targets) and targets[hi] + PTS_EPSILON_SEC < frame_sec:
+        hi += 1
+    return hi
+
+
+def _seek_ahead(state: _DecodeState, frame_sec: float, container: av.container.InputContainer, info: VideoInfo,
+                stats: _DecodeStats) -> bool:
+    """Seek to the next target when it lies further ahead than the smallest gap worth a seek; True when it did
+    (decode again from there). A file that cannot seek is decoded sequentially from then on."""
+    target_sec = state.targets[state.next_target]
+    if not target_sec - frame_sec > state.min_gap_sec:
+        return False
+    if _seek(container, container.streams.video[0], target_sec + info.start_sec):
+        stats.seeks += 1
+        state.just_seeked = True
+        state.last_key_sec = None
+        return True
+    state.min_gap_sec = math.inf
+    return False
 
 
 def _check_reached(info: VideoInfo, last_frame: av.VideoFrame | None, last_frame_sec: float, last_target_sec: float,
@@ -293,30 +337,12 @@ def sample_snippets(path: str | os.PathLike, spec: SnippetSpec, *, generator: to
     ``generator`` drives the random crop (the global torch RNG when None). ``info`` skips probing when the caller
     already has it. ``seek_gap_sec``: seek forward when the next needed frame is further ahead than this and than
     the keyframe interval seen so far (None: never seek; the frames are the same either way). ``threads``: decoder
-    and scaler threads (1 suits DataLoader workers; 0 lets FFmpeg choose). Raises :class:`VideoReadError` naming the file for anything unreadable.
+    and scaler threads (1 suits DataLoader workers; 0 lets FFmpeg choose). Raises :class:`VideoReadError` naming
+    the file for anything unreadable.
     """
-    if seek_gap_sec is not None and not seek_gap_sec > 0:
-        raise ValueError(f"seek_gap_sec must be positive or None, got {seek_gap_sec!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f"threads must be an int >= 0, got {threads!r}")
-    container = open_video(path)
-    try:
-        if info is None:
-            info = probe_container(container, path)
-        return _sample_open(container, path, spec, info=info, generator=generator, seek_gap_sec=seek_gap_sec,
-                            threads=threads)
-    except av.FFmpegError as exc:
-        raise VideoReadError(path, f"decoding failed ({exc.__class__.__name__}: {exc})") from exc
-    finally:
-        container.close()
-
-
-def _sample_open(container: av.container.InputContainer, path: str | os.PathLike, spec: SnippetSpec, *,
-                 info: VideoInfo, generator: torch.Generator | None, seek_gap_sec: float | None,
-                 threads: int) -> SampledClip:
-    times = snippet_times_sec(info.duration_sec, info.fps, spec)  # [T, F]
-    return _sample_times_open(container, path, spec, times, info=info, generator=generator, keep_full_frame=False,
-                              seek_gap_sec=seek_gap_sec, threads=threads)
+    _check_decode_options(seek_gap_sec=seek_gap_sec, threads=threads)
+    return _sample(path, spec, lambda video: snippet_times_sec(video.duration_sec, video.fps, spec), info=info,
+                   generator=generator, keep_full_frame=False, seek_gap_sec=seek_gap_sec, threads=threads)
 
 
 def range_times_sec(spec: SnippetSpec, *, start_sec: float, end_sec: float | None, duration_sec: float, fps: float,
@@ -347,21 +373,38 @@ def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start
     aspect ratio kept (used by the frame cache, which crops later). Frame selection, one-pass decoding, seeking
     and errors are those of :func:`sample_snippets`.
     """
-    if seek_gap_sec is not None and not seek_gap_sec > 0:
-        raise ValueError(f"seek_gap_sec must be positive or None, got {seek_gap_sec!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f"threads must be an int >= 0, got {threads!r}")
+    _check_decode_options(seek_gap_sec=seek_gap_sec, threads=threads)
     if not math.isfinite(start_sec) or start_sec < 0:
         raise ValueError(f"start_sec must be a finite number >= 0, got {start_sec!r}")
     if end_sec is not None and not (math.isfinite(end_sec) and end_sec > start_sec):
         raise ValueError(f"end_sec must be a finite number > start_sec ({start_sec}), got {end_sec!r}")
+
+    def times_sec(video: VideoInfo) -> np.ndarray:
+        return range_times_sec(spec, start_sec=start_sec, end_sec=end_sec, duration_sec=video.duration_sec,
+                               fps=video.fps, path=path)  # [T, F]
+
+    return _sample(path, spec, times_sec, info=info, generator=generator, keep_full_frame=keep_full_frame,
+                   seek_gap_sec=seek_gap_sec, threads=threads)
+
+
+def _check_decode_options(*, seek_gap_sec: float | None, threads: int) -> None:
+    """The decoding options both samplers take, checked before the file is opened."""
+    if seek_gap_sec is not None and not seek_gap_sec > 0:
+        raise ValueError(f"seek_gap_sec must be positive or None, got {seek_gap_sec!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an int >= 0, got {threads!r}")
+
+
+def _sample(path: str | os.PathLike, spec: SnippetSpec, times_sec: Callable[[VideoInfo], np.ndarray], *,
+            info: VideoInfo | None, generator: torch.Generator | None, keep_full_frame: bool,
+            seek_gap_sec: float | None, threads: int) -> SampledClip:
+    """The one path of both samplers: open ``path``, probe it (unless ``info`` is given), decode the frames at
+    ``times_sec(info)`` ``[T, F]`` and close it; decoding errors become :class:`VideoReadError` naming the file."""
     container = open_video(path)
     try:
         if info is None:
             info = probe_container(container, path)
-        times = range_times_sec(spec, start_sec=start_sec, end_sec=end_sec, duration_sec=info.duration_sec,
-                                fps=info.fps, path=path)  # [T, F]
-        return _sample_times_open(container, path, spec, times, info=info, generator=generator,
+        return _sample_times_open(container, path, spec, times_sec(info), info=info, generator=generator,
                                   keep_full_frame=keep_full_frame, seek_gap_sec=seek_gap_sec, threads=threads)
     except av.FFmpegError as exc:
         raise VideoReadError(path, f"decoding failed ({exc.__class__.__name__}: {exc})") from exc

@@ -161,17 +161,69 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
     (:func:`lofi.data.formats.read_results_table`). ``subset=None`` evaluates every video. ``keep_curves`` keeps
     each class's precision-recall points in ``result.curves``. See the module docstring for the exact algorithm.
     Raises ValueError when the subset has no ground-truth segment, or a detection is non-finite or has end < start.
+    Steps: :func:`_group_ground_truth`, :func:`_evaluated_predictions`, :func:`_rank_within_class`,
+    :func:`_prediction_groups`, :func:`_match`, :func:`_average_precision`, :func:`_mean_ap`.
     """
     thresholds = check_thresholds(tiou_thresholds)  # [K]
-    num_thr = thresholds.size
     gt_set = evaluated_set(ground_truth, subset)
     table = as_detection_table(predictions)
     table.check()
+    gt = _group_ground_truth(gt_set, source=ground_truth.source, subset=subset)
+    preds = _evaluated_predictions(table, gt)
+    ranked, rank, class_start = _rank_within_class(preds.cls, preds.scores, gt.num_classes)  # [N], [N], [C+1]
+    tp = _match(_prediction_groups(preds, gt), rank, preds.segs, gt.gt_count, gt.gt_segs, thresholds)  # [N, K]
 
-    # --- ground truth, grouped by (class, video); segments kept in annotation order within a group
+    # --- AP per class from its ranked true positives
+    hits = tp[ranked]  # [N, K] in ranked order, class blocks
+    ap = _average_precision(hits, class_start, gt.npos)  # [C, K]
+    curves = {gt.classes[c]: _precision_recall(hits[class_start[c]:class_start[c + 1]], gt.npos[c])
+              for c in range(gt.num_classes)} if keep_curves else {}
+    mean_ap = _mean_ap(ap, gt_set, gt.class_of)  # [K]
+    num_pred = preds.cls.size
+    counts = DetectionCounts(
+        num_classes=gt.num_classes, num_videos=gt.num_videos, num_ground_truth=int(gt.gt_count.sum()),
+        num_predictions=len(table), num_evaluated=num_pred,
+        num_outside_subset=int(np.count_nonzero(preds.vid < 0)), num_unknown_label=len(table) - num_pred)
+    return DetectionResult(tiou_thresholds=thresholds, mAP=mean_ap, average_mAP=float(mean_ap.mean()),
+                           ap={label: ap[i] for i, label in enumerate(gt.classes)}, counts=counts, curves=curves)
+
+
+@dataclass(frozen=True)
+class _GroundTruth:
+    """The evaluated ground truth, grouped by (class, video): group key ``class * num_videos + video``."""
+
+    classes: tuple[str, ...]  # [C] the labels with ground truth, sorted
+    class_of: dict[str, int]
+    video_of: dict[str, int]
+    group_keys: np.ndarray  # [Gr] int64, sorted
+    gt_count: np.ndarray  # [Gr] segments per group
+    gt_segs: np.ndarray  # [Gr, Gmax, 2] zero padded, annotation order within a group
+    npos: np.ndarray  # [C] ground-truth segments per class
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.video_of)
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    """The predictions whose label has ground truth, in input order."""
+
+    cls: np.ndarray  # [N] class index
+    vid: np.ndarray  # [N] video index, -1 outside the subset
+    segs: np.ndarray  # [N, 2]
+    scores: np.ndarray  # [N]
+
+
+def _group_ground_truth(gt_set: AnnotationSet, *, source: object, subset: str | None) -> _GroundTruth:
+    """Step 1: the ground truth by (class, video); ValueError when the subset has none."""
     classes = tuple(sorted({s.label for v in gt_set for s in v.segments}))
     if not classes:
-        raise ValueError(f"{ground_truth.source}: no ground-truth segments in subset {subset!r}; nothing to "
+        raise ValueError(f"{source}: no ground-truth segments in subset {subset!r}; nothing to "
                          f"evaluate (pick another subset, or subset=None for all videos)")
     num_classes = len(classes)
     class_of = {label: i for i, label in enumerate(classes)}
@@ -188,19 +240,28 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
     for g, key in enumerate(group_keys):
         gt_segs[g, :gt_count[g]] = group_segments[int(key)]
     npos = np.bincount(group_keys // num_videos, weights=gt_count, minlength=num_classes)  # [C]
+    return _GroundTruth(classes=classes, class_of=class_of, video_of=video_of, group_keys=group_keys,
+                        gt_count=gt_count, gt_segs=gt_segs, npos=npos)
 
-    # --- predictions in input order; labels without ground truth are counted and dropped
-    class_of_label = np.array([class_of.get(label, -1) for label in table.labels] + [-1], dtype=np.int64)  # [L+1]
-    video_of_table = np.array([video_of.get(v, -1) for v in table.video_ids] + [-1], dtype=np.int64)  # [Vt+1]
+
+def _evaluated_predictions(table: DetectionTable, gt: _GroundTruth) -> _Predictions:
+    """Step 2: the predictions in input order; labels without ground truth are dropped (and counted by the
+    caller)."""
+    class_of_label = np.array([gt.class_of.get(label, -1) for label in table.labels] + [-1],
+                              dtype=np.int64)  # [L+1]
+    video_of_table = np.array([gt.video_of.get(v, -1) for v in table.video_ids] + [-1], dtype=np.int64)  # [Vt+1]
     all_cls = class_of_label[table.label_index]  # [M]
     keep = np.nonzero(all_cls >= 0)[0]
-    cls = all_cls[keep]  # [N]
-    vid = video_of_table[table.video_index[keep]]  # [N], -1 outside the subset
-    segs = table.segments_sec[keep]  # [N, 2]
-    scores = table.scores[keep]  # [N]
-    num_pred = cls.size
+    return _Predictions(cls=all_cls[keep], vid=video_of_table[table.video_index[keep]],
+                        segs=table.segments_sec[keep], scores=table.scores[keep])
 
-    # --- rank within class: the official np.argsort(scores)[::-1] on the class's scores in input order
+
+def _rank_within_class(cls: np.ndarray, scores: np.ndarray,
+                       num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 3: rank within class by the official ``np.argsort(scores)[::-1]`` on the class's scores in input
+    order -> ``(ranked [N]`` prediction indices in class blocks, best first; ``rank [N]`` of each prediction
+    within its class; ``class_start [C+1])``."""
+    num_pred = cls.size
     small = np.int16 if num_classes < 2 ** 15 else np.int64  # numpy radix-sorts 16-bit keys
     by_class = np.argsort(cls.astype(small), kind="stable")  # [N], classes contiguous, input order inside
     class_start = np.concatenate([[0], np.cumsum(np.bincount(cls, minlength=num_classes))])  # [C+1]
@@ -210,29 +271,23 @@ def evaluate_detection(ground_truth: AnnotationSet, predictions: Predictions, *,
         ranked[class_start[c]:class_start[c + 1]] = block[np.argsort(scores[block])[::-1]]
     rank = np.empty(num_pred, dtype=np.int64)  # [N] rank of each prediction within its class
     rank[ranked] = np.arange(num_pred) - np.repeat(class_start[:-1], np.diff(class_start))
+    return ranked, rank, class_start
 
-    # --- group of each prediction: dense (class, video) -> group lookup, -1 where there is no ground truth
-    group_of_key = np.full(num_classes * num_videos, -1, dtype=np.int64)
-    group_of_key[group_keys] = np.arange(group_keys.size)
-    group = np.where(vid >= 0, group_of_key[cls * num_videos + np.maximum(vid, 0)], -1)  # [N]
-    tp = _match(group, rank, segs, gt_count, gt_segs, thresholds)  # [N, K]
 
-    # --- AP per class from its ranked true positives
-    hits = tp[ranked]  # [N, K] in ranked order, class blocks
-    ap = _average_precision(hits, class_start, npos)  # [C, K]
-    curves = {classes[c]: _precision_recall(hits[class_start[c]:class_start[c + 1]], npos[c])
-              for c in range(num_classes)} if keep_curves else {}
+def _prediction_groups(preds: _Predictions, gt: _GroundTruth) -> np.ndarray:
+    """Step 4: the (class, video) ground-truth group of each prediction ``[N]``, -1 where there is none (a dense
+    (class, video) -> group lookup)."""
+    group_of_key = np.full(gt.num_classes * gt.num_videos, -1, dtype=np.int64)
+    group_of_key[gt.group_keys] = np.arange(gt.group_keys.size)
+    return np.where(preds.vid >= 0, group_of_key[preds.cls * gt.num_videos + np.maximum(preds.vid, 0)], -1)
 
-    # mAP: the class mean taken as the official code takes it, over a [K, C] array with the classes in order of
-    # first appearance in the subset's ground truth (a different order changes the last bit)
+
+def _mean_ap(ap: np.ndarray, gt_set: AnnotationSet, class_of: Mapping[str, int]) -> np.ndarray:
+    """Last step: mAP ``[K]`` from AP ``[C, K]``, the class mean taken as the official code takes it, over a
+    ``[K, C]`` array with the classes in order of first appearance in the subset's ground truth (a different
+    order changes the last bit)."""
     first_seen = list(dict.fromkeys(s.label for v in gt_set for s in v.segments))
-    mean_ap = np.ascontiguousarray(ap[[class_of[label] for label in first_seen]].T).mean(axis=1)  # [K]
-    counts = DetectionCounts(
-        num_classes=num_classes, num_videos=num_videos, num_ground_truth=int(gt_count.sum()),
-        num_predictions=len(table), num_evaluated=num_pred,
-        num_outside_subset=int(np.count_nonzero(vid < 0)), num_unknown_label=len(table) - num_pred)
-    return DetectionResult(tiou_thresholds=thresholds, mAP=mean_ap, average_mAP=float(mean_ap.mean()),
-                           ap={label: ap[i] for i, label in enumerate(classes)}, counts=counts, curves=curves)
+    return np.ascontiguousarray(ap[[class_of[label] for label in first_seen]].T).mean(axis=1)  # [K]
 
 
 def _match(group: np.ndarray, rank: np.ndarray, segs: np.ndarray, gt_count: np.ndarray, gt_segs: np.ndarray,

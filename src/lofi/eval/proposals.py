@@ -34,7 +34,7 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lofi.data.annotations import AnnotationSet, Detection
+from lofi.data.annotations import AnnotationSet, Detection, VideoAnnotation
 from lofi.data.detection_table import DetectionTable
 from lofi.eval.detection import ACTIVITYNET_TIOU_THRESHOLDS, check_thresholds, evaluated_set
 from lofi.eval.tiou import segment_tiou
@@ -119,7 +119,8 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequ
     ``proposals`` maps video ids to proposals, or is a :class:`DetectionTable` (labels ignored either way:
     proposals are class-agnostic). ``subset=None`` evaluates every video. See the module
     docstring for the exact formulas. Raises ValueError when the subset has no ground-truth segment,
-    ``max_avg_proposals`` is not positive, or a proposal is malformed, non-finite or has end < start.
+    ``max_avg_proposals`` is not positive, or a proposal is malformed, non-finite or has end < start. Steps:
+    :func:`_first_hits`, :func:`_recall_curve`, :func:`_auc_and_points`.
     """
     thresholds = check_thresholds(tiou_thresholds)  # [K]
     if not (math.isfinite(max_avg_proposals) and max_avg_proposals > 0):
@@ -132,12 +133,35 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequ
     rows = _rows_by_video(proposals)
     num_videos = len(gt_videos)
     total_given = sum(r.shape[0] for r in rows.values())
-    num_thr = thresholds.size
-
-    # --- per video: cap, then the first rank (1-based) at which each GT is reached, per threshold
     ratio = max_avg_proposals * float(num_videos) / total_given if total_given else 0.0
-    first_hit: list[np.ndarray] = []  # per video [G, K], rank count needed, inf if never reached
-    kept: list[int] = []  # per video n_i (0 for videos without proposals)
+    hits = _first_hits(gt_videos, rows, thresholds, ratio=ratio)
+    recall, proposals_per_video = _recall_curve(hits, thresholds, num_videos=num_videos,
+                                                max_avg_proposals=max_avg_proposals)  # [K, 100], [100]
+    average_recall = recall.mean(axis=0)  # [100]
+    auc, ar_at = _auc_and_points(average_recall, proposals_per_video)
+    counts = ProposalCounts(num_videos=num_videos, num_ground_truth=hits.num_gt, num_proposals=total_given,
+                            num_kept=sum(hits.kept), num_videos_without_proposals=hits.num_without)
+    return ProposalResult(tiou_thresholds=thresholds, recall=recall, average_recall=average_recall,
+                          proposals_per_video=proposals_per_video, auc=auc, ar_at=ar_at, counts=counts)
+
+
+@dataclass(frozen=True)
+class _FirstHits:
+    """Per evaluated video: the proposals kept and the first rank at which each ground truth is reached."""
+
+    first_hit: list[np.ndarray]  # per video [G, K]: proposals needed (1-based rank), inf if never reached
+    kept: list[int]  # per video n_i (0 for videos without proposals)
+    num_gt: int  # ground-truth segments over the videos
+    num_without: int  # videos without proposals
+
+
+def _first_hits(gt_videos: Sequence[VideoAnnotation], rows: Mapping[str, np.ndarray], thresholds: np.ndarray, *,
+                ratio: float) -> _FirstHits:
+    """Step 1, per video: cap the proposals at ``ratio`` of them (best first, the official tie rule), then the
+    first rank (1-based) at which each ground truth is reached, per threshold."""
+    num_thr = thresholds.size
+    first_hit: list[np.ndarray] = []
+    kept: list[int] = []
     num_gt = 0
     num_without = 0
     for video in gt_videos:
@@ -158,24 +182,31 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequ
         any_pass = passes.any(axis=1)  # [G, K]
         first = passes.argmax(axis=1) + 1.0  # [G, K] proposals needed to reach it
         first_hit.append(np.where(any_pass, first, np.inf))
+    return _FirstHits(first_hit=first_hit, kept=kept, num_gt=num_gt, num_without=num_without)
 
-    total_kept = sum(kept)
+
+def _recall_curve(hits: _FirstHits, thresholds: np.ndarray, *, num_videos: int,
+                  max_avg_proposals: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2: recall ``[K, 100]`` on the official grid of proposal budgets, and that grid's proposals per video
+    ``[100]`` (the AN axis)."""
+    total_kept = sum(hits.kept)
     steps = np.arange(1, _NUM_STEPS + 1)
-    recall = np.zeros((num_thr, _NUM_STEPS))  # [K, 100]
+    recall = np.zeros((thresholds.size, _NUM_STEPS))  # [K, 100]
     if total_kept == 0:
-        proposals_per_video = steps / 100.0 * max_avg_proposals  # [100]
-    else:
-        pcn = steps / 100.0 * (max_avg_proposals * float(num_videos) / total_kept)  # [100]
-        matches = np.zeros((num_thr, _NUM_STEPS))  # [K, 100]
-        for n_keep, hits in zip(kept, first_hit):
-            if n_keep == 0:
-                continue
-            budget = np.minimum((n_keep * pcn).astype(np.int64), n_keep)  # [100]
-            matches += (hits[:, :, None] <= budget[None, None, :]).sum(axis=0)  # [G, K, 100] -> [K, 100]
-        recall = matches / num_gt
-        proposals_per_video = pcn * (float(total_kept) / num_videos)  # [100]
+        return recall, steps / 100.0 * max_avg_proposals  # [100]
+    pcn = steps / 100.0 * (max_avg_proposals * float(num_videos) / total_kept)  # [100]
+    matches = np.zeros((thresholds.size, _NUM_STEPS))  # [K, 100]
+    for n_keep, first_hit in zip(hits.kept, hits.first_hit):
+        if n_keep == 0:
+            continue
+        budget = np.minimum((n_keep * pcn).astype(np.int64), n_keep)  # [100]
+        matches += (first_hit[:, :, None] <= budget[None, None, :]).sum(axis=0)  # [G, K, 100] -> [K, 100]
+    return matches / hits.num_gt, pcn * (float(total_kept) / num_videos)  # [K, 100], [100]
 
-    average_recall = recall.mean(axis=0)  # [100]
+
+def _auc_and_points(average_recall: np.ndarray, proposals_per_video: np.ndarray) -> tuple[float, dict[int, float]]:
+    """Step 3: the area under AR@AN in percent (``np.trapz`` arithmetic) and AR at each of :data:`REPORTED_AN`
+    that lies on the grid."""
     widths = np.diff(proposals_per_video)  # np.trapz arithmetic
     area = float((widths * (average_recall[1:] + average_recall[:-1]) / 2.0).sum())
     auc = 100.0 * area / float(proposals_per_video[-1])
@@ -184,7 +215,4 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: Mapping[str, Sequ
         close = np.nonzero(np.abs(proposals_per_video - an) <= 1e-6 * an)[0]
         if close.size:
             ar_at[an] = float(average_recall[close[0]])
-    counts = ProposalCounts(num_videos=num_videos, num_ground_truth=num_gt, num_proposals=total_given,
-                            num_kept=total_kept, num_videos_without_proposals=num_without)
-    return ProposalResult(tiou_thresholds=thresholds, recall=recall, average_recall=average_recall,
-                          proposals_per_video=proposals_per_video, auc=auc, ar_at=ar_at, counts=counts)
+    return auc, ar_at

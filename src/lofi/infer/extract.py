@@ -24,6 +24,7 @@ from tqdm import tqdm
 from lofi.core.fidelity import Fidelity
 from lofi.core.windows import video_num_snippets
 from lofi.data.annotations import AnnotationSet
+from lofi.data.batches import iter_batches
 from lofi.data.features import feature_path, write_features
 from lofi.data.windows import VideoWindowDataset, collate_windows
 from lofi.models.encoders.base import normalize_frames
@@ -79,15 +80,13 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
     mine = list(range(context.rank, len(dataset), context.world_size))
     batch_size = config.head.extract_batch_size  # >= 1: checked at load
     bar = tqdm(total=len(mine), desc="extract", unit="video", disable=not context.progress)
-    for start in range(0, len(mine), batch_size):
-        batch = collate_windows([dataset[i] for i in mine[start:start + batch_size]])
-        if batch is not None:
-            frames = normalize_frames(batch["frames"].to(context.device))  # [B, L, F, 3, S, S]
-            features = encoder(frames).float().cpu()  # [B, D, L]
-            for video_id, feats, duration in zip(batch["video_ids"], features, batch["durations_sec"].tolist()):
-                write_features(feature_path(out, video_id), feats, video_id=video_id,
-                               meta={**meta, "duration_sec": float(duration)})
-        bar.update(min(batch_size, len(mine) - start))
+    for batch in iter_batches(dataset, batch_size=batch_size, collate=collate_windows, indices=mine,
+                              on_chunk=bar.update):
+        frames = normalize_frames(batch["frames"].to(context.device))  # [B, L, F, 3, S, S]
+        features = encoder(frames).float().cpu()  # [B, D, L]
+        for video_id, feats, duration in zip(batch["video_ids"], features, batch["durations_sec"].tolist()):
+            write_features(feature_path(out, video_id), feats, video_id=video_id,
+                           meta={**meta, "duration_sec": float(duration)})
     bar.close()
     for video_id, reason in dataset.skipped:
         logger.warning("extract: skipped %s: %s", video_id, reason)

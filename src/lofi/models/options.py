@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 #: annotations and ``fidelity.num_snippets``): never a head option.
 HEAD_INPUTS: tuple[str, ...] = ("in_dim", "num_classes", "num_snippets")
 _OPTION_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+#: Options renamed so that their names carry their unit: old name -> new name. A config that still writes the old
+#: name stops with a message naming the new one (never a silent alias: the old name reads as seconds).
+RENAMED_OPTIONS: dict[str, str] = {"max_duration": "max_duration_snippets"}
 
 
 class OptionError(ValueError):
@@ -139,6 +142,9 @@ def _unknown_message(unknown: list[str], options: Mapping[str, Any], *, kind: Ki
                      params: Mapping[str, inspect.Parameter], flat: bool) -> str:
     entry = get_entry(name, kind)
     for option in unknown:
+        if option in RENAMED_OPTIONS and RENAMED_OPTIONS[option] in params:
+            return (f"{option!r} was renamed {RENAMED_OPTIONS[option]!r} (the same value, with its unit in the name); "
+                    f"write {key}: {_flow({RENAMED_OPTIONS[option]: options[option]})}")
         if kind == "head" and option in HEAD_INPUTS:
             return (f"{option!r} is not a head option: lofi gives every head in_dim (from the encoder or the "
                     f"features), num_classes (from the annotations) and num_snippets (fidelity.num_snippets)")

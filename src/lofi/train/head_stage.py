@@ -16,6 +16,7 @@ import torch
 
 from lofi.data.annotations import AnnotationSet
 from lofi.data.feature_windows import FeatureWindowDataset, collate_feature_windows
+from lofi.data.batches import iter_batches
 from lofi.data.features import FeatureDataset, collate_features, find_feature_file
 from lofi.data.formats import write_results
 from lofi.eval import evaluate_detection
@@ -91,11 +92,8 @@ def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDa
     candidates, the predictions, ``metrics.json`` and (``plots``) the pictures."""
     config = context.config
     batch_size = context.batch_per_rank(config.head.optim)
-    collate = _collate_for(dataset)
-    batches = (collate([dataset[i] for i in range(s, min(s + batch_size, len(dataset)))])
-               for s in range(0, len(dataset), batch_size))
-    raw = predict_features(head, (b for b in batches if b is not None), classes=context.classes,
-                           device=context.device)
+    batches = iter_batches(dataset, batch_size=batch_size, collate=_collate_for(dataset))
+    raw = predict_features(head, batches, classes=context.classes, device=context.device)
     head.train()
     predictions = finish_predictions(raw, postprocess_config(context), video_top_k=config.eval.video_top_k)
     result = evaluate_detection(ground_truth, predictions, tiou_thresholds=parse_tiou_thresholds(config.eval.tiou),

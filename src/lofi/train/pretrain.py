@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lofi.data.augment import ClipAugment
+from lofi.data.batches import iter_batches
 from lofi.data.clips import ClipDataset, collate_clips
 from lofi.models.classifier import ClipClassifier
 from lofi.runtime.builders import build_encoder, save_encoder
@@ -49,10 +50,7 @@ def clip_accuracy(model: ClipClassifier, dataset: ClipDataset, *, device: torch.
     """Top-1 accuracy of ``model`` on ``dataset`` (background included as a class)."""
     model.eval()
     correct = total = 0
-    for start in range(0, len(dataset), batch_size):
-        batch = collate_clips([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        if batch is None:
-            continue
+    for batch in iter_batches(dataset, batch_size=batch_size, collate=collate_clips):
         logits = model(batch["frames"].to(device))  # [B, C+1]
         correct += int((logits.argmax(dim=1).cpu() == batch["labels"]).sum())
         total += int(batch["labels"].numel())

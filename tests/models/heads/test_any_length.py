@@ -25,7 +25,7 @@ BMN = dict(hidden_dim=16, hidden_dim_2d=8, hidden_dim_3d=16, groups=2, num_sampl
            video_hidden_dim=8)
 AF = dict(embed_dim=16, num_heads=2, window_size=5, num_levels=3, num_head_layers=2)
 
-#: name -> (head class, options, decoder name, max_duration at num_snippets=16 (None: the head's default))
+#: name -> (head class, options, decoder name, max_duration_snippets at num_snippets=16 (None: the head's default))
 HEADS = {
     "gtad": (GTADHead, GTAD, "gtad", None),
     "gtad_max_duration": (GTADHead, GTAD, "gtad", 6),
@@ -35,10 +35,10 @@ HEADS = {
 }
 
 
-def _build(name: str, num_snippets: int = T0, max_duration: int | None = None) -> torch.nn.Module:
+def _build(name: str, num_snippets: int = T0, max_duration_snippets: int | None = None) -> torch.nn.Module:
     cls, options, _, default_max = HEADS[name]
     if default_max is not None:
-        options = dict(options, max_duration=max_duration or default_max)
+        options = dict(options, max_duration_snippets=max_duration_snippets or default_max)
     return cls(in_dim=D, num_classes=C, num_snippets=num_snippets, **options)
 
 
@@ -58,7 +58,7 @@ def _expected_shapes(name: str, head: torch.nn.Module, t: int) -> dict[str, tupl
 def _decode(name: str, head: torch.nn.Module, out: dict[str, torch.Tensor]):
     options = {}
     if isinstance(head, GTADHead):
-        options = dict(max_duration=head.max_duration, num_snippets=head.num_snippets)
+        options = dict(max_duration_snippets=head.max_duration_snippets, num_snippets=head.num_snippets)
     return decode_outputs(HEADS[name][2], out, **options)
 
 
@@ -106,7 +106,7 @@ def test_running_at_another_length_equals_a_head_built_for_it(name, t):
     torch.manual_seed(0)
     head = _build(name)
     scaled = head.max_duration_at(t) if name != "actionformer" else None
-    reference = _build(name, num_snippets=t, max_duration=scaled)
+    reference = _build(name, num_snippets=t, max_duration_snippets=scaled)
     reference.load_state_dict(head.state_dict())  # strict: same keys and shapes
     features = torch.randn(B, D, t)
     out, losses, grads = _run(head, features)
@@ -126,7 +126,7 @@ def test_state_dict_does_not_depend_on_the_lengths_seen(name):
             head(torch.randn(1, D, t))
     after = head.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
-    other = _build(name, num_snippets=8, max_duration=4 if HEADS[name][3] else None).state_dict()
+    other = _build(name, num_snippets=8, max_duration_snippets=4 if HEADS[name][3] else None).state_dict()
     assert {k: v.shape for k, v in other.items()} == {k: v.shape for k, v in before.items()}
     if name != "actionformer":  # the lazily built grids exist, outside the state_dict
         assert len(head._grids) == 2 and not any("grid" in k or "_lengths" in k for k in after)
@@ -151,7 +151,7 @@ def test_lazy_grids_follow_dtype_and_device(name):
     assert segments.dtype == sampling.dtype == torch.float64 and cell_index.dtype == torch.long
     assert segments.device == sampling.device == head.candidate_segments.device
     # the same as a head built for T = 8 and cast to float64
-    reference = _build(name, num_snippets=t, max_duration=head.max_duration_at(t)).double()
+    reference = _build(name, num_snippets=t, max_duration_snippets=head.max_duration_at(t)).double()
     assert torch.equal(reference.candidate_segments, segments)
     assert torch.equal(reference.valid_mask, head.map_grid(t)[0])
     ref_sampler = reference.align if isinstance(reference, GTADHead) else reference.boundary_matching

@@ -23,15 +23,15 @@ def _targets() -> SegmentTargets:
 
 
 @pytest.mark.parametrize("proposal_labels", ["snippet", "video"])
-@pytest.mark.parametrize("num_snippets,max_duration", [(16, None), (25, 10)])
-def test_forward_shapes_loss_and_gradients_reach_every_parameter_and_the_features(num_snippets, max_duration,
+@pytest.mark.parametrize("num_snippets,max_duration_snippets", [(16, None), (25, 10)])
+def test_forward_shapes_loss_and_gradients_reach_every_parameter_and_the_features(num_snippets, max_duration_snippets,
                                                                                    proposal_labels):
     torch.manual_seed(0)
-    head = BMNHead(in_dim=D, num_classes=C, num_snippets=num_snippets, max_duration=max_duration,
+    head = BMNHead(in_dim=D, num_classes=C, num_snippets=num_snippets, max_duration_snippets=max_duration_snippets,
                    proposal_labels=proposal_labels, **SMALL)
     features = torch.randn(B, D, num_snippets, requires_grad=True)
     out = head(features)
-    t, d = num_snippets, max_duration or num_snippets
+    t, d = num_snippets, max_duration_snippets or num_snippets
     assert {k: tuple(v.shape) for k, v in out.items()} == {
         "start": (B, t), "end": (B, t), "confidence": (B, 2, d, t),
         **({"snippet_logits": (B, C, t)} if proposal_labels == "snippet" else {"video_logits": (B, C)})}
@@ -80,7 +80,7 @@ def test_bm_matrix_reproduces_linear_interpolation():
 
 
 def test_sample_gives_bmn_bm_feature_layout():
-    head = BMNHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=8, **SMALL)
+    head = BMNHead(in_dim=D, num_classes=C, num_snippets=16, max_duration_snippets=8, **SMALL)
     sampled = head.boundary_matching.sample(torch.randn(1, 32, 16))
     assert sampled.shape == (1, 32, 8, 8, 16)  # [B, C, N, Dmax, T]
     assert (sampled[..., ~duration_start_valid_mask(16, 8)] == 0).all()
@@ -125,7 +125,7 @@ def test_forward_at_100_snippets():
 
 def test_max_duration_scales_with_the_window_length():
     torch.manual_seed(0)
-    head = BMNHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=10, **SMALL)
+    head = BMNHead(in_dim=D, num_classes=C, num_snippets=16, max_duration_snippets=10, **SMALL)
     assert [head.max_duration_at(t) for t in (16, 8, 25)] == [10, 5, 16]  # ceil(10 * T / 16)
     out = head(torch.randn(1, D, 25))
     assert out["confidence"].shape == (1, 2, 16, 25)

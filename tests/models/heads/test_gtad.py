@@ -60,7 +60,7 @@ def test_all_empty_windows_give_a_finite_loss():
 
 
 def test_max_duration_limits_the_candidates():
-    head = GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=4, **SMALL)
+    head = GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration_snippets=4, **SMALL)
     conf = head(torch.randn(1, D, 16))["confidence"]
     assert conf[0, :, 2, 5].abs().sum() > 0 and (conf[0, :, 2, 6] == 0).all()
     assert head.align.sampling.shape[1] == int(start_end_valid_mask(16, max_duration=4).sum())
@@ -74,8 +74,8 @@ def test_bad_inputs_fail_early():
         head(torch.randn(1, D, 2))
     with pytest.raises(ValueError, match="expected confidence"):
         head.loss({**head(torch.randn(B, D, 8)), "confidence": torch.rand(B, 2, 16, 16)}, _targets())
-    with pytest.raises(ValueError, match="max_duration"):
-        GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=17, **SMALL)
+    with pytest.raises(ValueError, match="max_duration_snippets"):
+        GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration_snippets=17, **SMALL)
     with pytest.raises(ValueError, match="k="):
         GTADHead(in_dim=D, num_classes=C, num_snippets=2, **SMALL)
 
@@ -162,13 +162,13 @@ def test_forward_at_100_snippets():
 
 def test_max_duration_scales_with_the_window_length():
     torch.manual_seed(0)
-    head = GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration=6, **SMALL)
+    head = GTADHead(in_dim=D, num_classes=C, num_snippets=16, max_duration_snippets=6, **SMALL)
     assert [head.max_duration_at(t) for t in (16, 8, 25, 4)] == [6, 3, 10, 2]  # ceil(6 * T / 16)
     out = head(torch.randn(1, D, 8))
     valid, _ = head.map_grid(8)
     assert torch.equal(valid, start_end_valid_mask(8, max_duration=3))
     assert out["confidence"][0, :, 1, 3].abs().sum() > 0 and (out["confidence"][0, :, 1, 4] == 0).all()
-    # the decoder applies the same rule from the head's (max_duration, num_snippets)
-    cands = decode_gtad(out, top_k=None, max_duration=6, num_snippets=16, boundary_filter=False)[0]
+    # the decoder applies the same rule from the head's (max_duration_snippets, num_snippets)
+    cands = decode_gtad(out, top_k=None, max_duration_snippets=6, num_snippets=16, boundary_filter=False)[0]
     assert len(cands) == int(valid.sum()) * C  # one labelled candidate per cell and class
     assert (cands.segments[:, 1] - cands.segments[:, 0]).max().item() == pytest.approx(3 / 8)

@@ -30,7 +30,7 @@ from lofi.models.heads.proposal_maps import (
 )
 
 
-def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, samples_per_bin: int = 3,
+def bm_matrix(num_snippets: int, max_duration_snippets: int, *, num_samples: int = 32, samples_per_bin: int = 3,
               context_ratio: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """The boundary-matching sampling weights of every valid duration-start cell -> ``(matrix [M, N, T], cell_index
     [M])``.
@@ -45,7 +45,7 @@ def bm_matrix(num_snippets: int, max_duration: int, *, num_samples: int = 32, sa
     if num_samples < 1 or samples_per_bin < 1 or context_ratio < 0:
         raise ValueError(f"bm_matrix: need num_samples >= 1, samples_per_bin >= 1, context_ratio >= 0; got "
                          f"{num_samples}, {samples_per_bin}, {context_ratio}")
-    d, ts = duration_start_valid_mask(num_snippets, max_duration).nonzero(as_tuple=True)  # [M], [M]
+    d, ts = duration_start_valid_mask(num_snippets, max_duration_snippets).nonzero(as_tuple=True)  # [M], [M]
     length = (d + 1).to(torch.float64)  # [M]
     lo = ts.to(torch.float64) - 0.5 - context_ratio * length  # [M]
     hi = (ts + d).to(torch.float64) + 0.5 + context_ratio * length  # [M]
@@ -70,37 +70,37 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
     Any length: ``forward`` takes features of any ``T >= 1``; the weights do not depend on ``T``. ``num_snippets``
     is the reference length whose BM sampling matrix, ``valid_mask`` and ``candidate_segments`` are built eagerly;
     those of other lengths are built on first use and cached per (T, device, dtype) (not in the state_dict; they
-    follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration`` (``Dmax``) is in
-    snippets at ``num_snippets``; at another ``T`` the map has ``Dmax(T) = ceil(max_duration * T /
+    follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration_snippets`` (``Dmax``) is in
+    snippets at ``num_snippets``; at another ``T`` the map has ``Dmax(T) = ceil(max_duration_snippets * T /
     num_snippets)`` rows, the same fraction of the window rounded up
     (:func:`~lofi.core.proposal_grid.scaled_max_duration`, see :meth:`max_duration_at`); the default
     (``num_snippets``) gives ``Dmax(T) = T`` at every length.
 
     Options: ``hidden_dim`` (1-D width, BMN 256), ``hidden_dim_3d`` (after the BM layer's ``(N,1,1)`` conv, BMN
-    512), ``hidden_dim_2d`` (BMN 128), ``groups`` (grouped 1-D convs, BMN 4), ``max_duration`` (``Dmax`` in
+    512), ``hidden_dim_2d`` (BMN 128), ``groups`` (grouped 1-D convs, BMN 4), ``max_duration_snippets`` (``Dmax`` in
     snippets at ``num_snippets``; default ``num_snippets``), ``num_samples``/``samples_per_bin``/``context_ratio``
     (BM layer, see :func:`bm_matrix`), ``proposal_labels`` (``"snippet"`` or ``"video"``), ``class_hidden_dim`` /
     ``video_hidden_dim`` (the width of that class branch), and the loss options of :class:`MapLossConfig`.
     """
 
     def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
-                 hidden_dim_2d: int = 128, hidden_dim_3d: int = 512, groups: int = 4, max_duration: int | None = None,
-                 num_samples: int = 32, samples_per_bin: int = 3, context_ratio: float = 0.5,
-                 video_hidden_dim: int = 256, boundary_region_snippets: float = 3.0, positive_iou: float = 0.9,
-                 high_iou: float = 0.7, low_iou: float = 0.3, reg_weight: float = 10.0,
+                 hidden_dim_2d: int = 128, hidden_dim_3d: int = 512, groups: int = 4,
+                 max_duration_snippets: int | None = None, num_samples: int = 32, samples_per_bin: int = 3,
+                 context_ratio: float = 0.5, video_hidden_dim: int = 256, boundary_region_snippets: float = 3.0,
+                 positive_iou: float = 0.9, high_iou: float = 0.7, low_iou: float = 0.3, reg_weight: float = 10.0,
                  video_weight: float = 1.0, proposal_labels: ProposalLabels = "snippet",
                  class_hidden_dim: int = 256, snippet_weight: float = 1.0, best_match: bool = True) -> None:
         super().__init__()
         if in_dim % groups or hidden_dim % groups:
             raise ValueError(f"BMNHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
                              f"groups={groups}; pass groups=1 for any width")
-        max_duration = num_snippets if max_duration is None else max_duration
-        if not 1 <= max_duration <= num_snippets:
-            raise ValueError(f"BMNHead: max_duration must be in [1, num_snippets={num_snippets}] snippets (counted "
-                             f"at num_snippets), got {max_duration}")
+        max_duration_snippets = num_snippets if max_duration_snippets is None else max_duration_snippets
+        if not 1 <= max_duration_snippets <= num_snippets:
+            raise ValueError(f"BMNHead: max_duration_snippets must be in [1, num_snippets={num_snippets}] (counted "
+                             f"at num_snippets), got {max_duration_snippets}")
         self.num_classes = num_classes
         self.num_snippets = num_snippets
-        self.max_duration = max_duration
+        self.max_duration_snippets = max_duration_snippets
         self.in_dim = in_dim
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
@@ -115,21 +115,22 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
         self.end_branch = _boundary_branch(hidden_dim, groups)
         self.proposal_1d = nn.Sequential(nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1),
                                          nn.ReLU(inplace=True))
-        matrix, cell_index = bm_matrix(num_snippets, max_duration, num_samples=num_samples,
+        matrix, cell_index = bm_matrix(num_snippets, max_duration_snippets, num_samples=num_samples,
                                        samples_per_bin=samples_per_bin, context_ratio=context_ratio)
         bm = dict(num_samples=num_samples, samples_per_bin=samples_per_bin, context_ratio=context_ratio,
-                  num_snippets=num_snippets, max_duration=max_duration)
+                  num_snippets=num_snippets, max_duration_snippets=max_duration_snippets)
         self.boundary_matching = ProposalSampler(in_dim=hidden_dim, out_dim=hidden_dim_3d, matrix=matrix,
-                                                 cell_index=cell_index, map_shape=(max_duration, num_snippets),
+                                                 cell_index=cell_index, map_shape=(max_duration_snippets, num_snippets),
                                                  build=partial(_bm_grid, **bm))
         self.proposal_2d = confidence_map_head(hidden_dim_3d, hidden_dim_2d)
         self.build_class_branch(proposal_labels=proposal_labels, in_dim=hidden_dim, num_classes=num_classes,
                                 class_hidden_dim=class_hidden_dim, video_hidden_dim=video_hidden_dim)
-        self.register_buffer("valid_mask", duration_start_valid_mask(num_snippets, max_duration),
+        self.register_buffer("valid_mask", duration_start_valid_mask(num_snippets, max_duration_snippets),
                              persistent=False)  # [Dmax, T]
-        self.register_buffer("candidate_segments", duration_start_segments(num_snippets, max_duration),
+        self.register_buffer("candidate_segments", duration_start_segments(num_snippets, max_duration_snippets),
                              persistent=False)  # [Dmax, T, 2]
-        self._grids = LengthCache(partial(_duration_start_grid, num_snippets=num_snippets, max_duration=max_duration))
+        self._grids = LengthCache(partial(_duration_start_grid, num_snippets=num_snippets,
+                                          max_duration_snippets=max_duration_snippets))
 
     def forward(self, features: torch.Tensor) -> DurationStartMapOutputs:
         check_features(features, self.in_dim, 1, "BMNHead")
@@ -151,17 +152,18 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
 
 
 def _bm_grid(length: int, *, num_samples: int, samples_per_bin: int, context_ratio: float, num_snippets: int,
-             max_duration: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """BMN's BM matrix at a window of ``length`` snippets (``max_duration`` counted at ``num_snippets``)."""
-    limit = scaled_max_duration(max_duration, num_snippets, length)
+             max_duration_snippets: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """BMN's BM matrix at a window of ``length`` snippets (``max_duration_snippets`` counted at ``num_snippets``)."""
+    limit = scaled_max_duration(max_duration_snippets, num_snippets, length)
     matrix, cell_index = bm_matrix(length, limit, num_samples=num_samples, samples_per_bin=samples_per_bin,
                                    context_ratio=context_ratio)
     return matrix, cell_index, (limit, length)
 
 
-def _duration_start_grid(length: int, *, num_snippets: int, max_duration: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _duration_start_grid(length: int, *, num_snippets: int,
+                         max_duration_snippets: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(valid_mask, candidate_segments)`` of the duration-start map at ``length`` snippets."""
-    limit = scaled_max_duration(max_duration, num_snippets, length)
+    limit = scaled_max_duration(max_duration_snippets, num_snippets, length)
     return duration_start_valid_mask(length, limit), duration_start_segments(length, limit)
 
 

@@ -89,7 +89,8 @@ class GCNeXt(nn.Module):
 
 
 def sgalign_matrix(num_snippets: int, *, num_samples: int = 16, samples_per_bin: int = 0,
-                   context_ratio: float = 0.5, max_duration: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   context_ratio: float = 0.5,
+                   max_duration_snippets: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """SGAlign's sampling weights for every candidate of the start-end map -> ``(matrix [M, P, T], cell_index [M])``.
 
     Candidate ``[ts, te]`` covers snippet coordinates ``[ts - 0.5, te + 0.5]`` (snippet ``t``'s feature sits at
@@ -102,7 +103,7 @@ def sgalign_matrix(num_snippets: int, *, num_samples: int = 16, samples_per_bin:
     if num_samples < 1 or samples_per_bin < 0 or context_ratio < 0:
         raise ValueError(f"sgalign_matrix: need num_samples >= 1, samples_per_bin >= 0, context_ratio >= 0; got "
                          f"{num_samples}, {samples_per_bin}, {context_ratio}")
-    ts, te = start_end_valid_mask(num_snippets, max_duration=max_duration).nonzero(as_tuple=True)  # [M], [M]
+    ts, te = start_end_valid_mask(num_snippets, max_duration=max_duration_snippets).nonzero(as_tuple=True)  # [M], [M]
     length = (te - ts + 1).to(torch.float64)  # [M]
     lo = ts.to(torch.float64) - 0.5 - context_ratio * length  # [M]
     bin_width = (1 + 2 * context_ratio) * length / num_samples  # [M]
@@ -124,7 +125,7 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     Outputs (:class:`~lofi.core.raw_outputs.StartEndMapOutputs`, all float, batch first): ``"start"``, ``"end"``
     ``[B, T]`` probabilities of a boundary at ``t/T`` (start) and ``(t+1)/T`` (end); ``"confidence"`` ``[B, 2, T, T]``
     probabilities indexed ``[ts, te]`` (channel 0 classification, 1 regression; 0 where ``te < ts`` or the duration
-    exceeds ``max_duration``); ``"snippet_logits"`` ``[B, num_classes, T]`` (multi-label logits per snippet), or
+    exceeds ``max_duration_snippets``); ``"snippet_logits"`` ``[B, num_classes, T]`` (multi-label logits per snippet), or
     ``"video_logits"`` ``[B, num_classes]`` with ``proposal_labels="video"``
     (:class:`~lofi.models.heads.layers.ClassBranchMixin`). The valid-cell mask is the buffer
     ``valid_mask`` ``[T, T]`` (at ``T = num_snippets``; :meth:`map_grid` gives it at any ``T``).
@@ -132,7 +133,7 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     Any length: ``forward`` takes features of any ``T >= k``; the weights do not depend on ``T``. ``num_snippets``
     is the reference length whose SGAlign matrix, ``valid_mask`` and ``candidate_segments`` are built eagerly;
     those of other lengths are built on first use and cached per (T, device, dtype) (not in the state_dict; they
-    follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration`` is in snippets at
+    follow ``.to``). :meth:`loss` uses the ``T`` of the outputs it gets. ``max_duration_snippets`` is in snippets at
     ``num_snippets``; at another ``T`` the limit is the same fraction of the window, rounded up
     (:func:`~lofi.core.proposal_grid.scaled_max_duration`, see :meth:`max_duration_at`); None = no limit
     (``T``) at every length.
@@ -140,15 +141,15 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     Options: ``hidden_dim`` (1-D width, G-TAD 256), ``align_dim`` (width after SGAlign, G-TAD 512), ``map_dim``
     (2-D width, G-TAD 128), ``k`` (semantic neighbours), ``groups``/``width_per_group`` (GCNeXt paths),
     ``stem_groups`` (grouped input conv), ``num_samples``/``samples_per_bin``/``context_ratio`` (SGAlign, see
-    :func:`sgalign_matrix`), ``max_duration`` (longest candidate, in snippets at ``num_snippets``; default None:
-    no limit), ``proposal_labels`` (``"snippet"`` or ``"video"``), ``class_hidden_dim`` / ``video_hidden_dim`` (the
-    width of that class branch), and the loss options of :class:`MapLossConfig`.
+    :func:`sgalign_matrix`), ``max_duration_snippets`` (longest candidate, in snippets at ``num_snippets``; default
+    None: no limit), ``proposal_labels`` (``"snippet"`` or ``"video"``), ``class_hidden_dim`` / ``video_hidden_dim``
+    (the width of that class branch), and the loss options of :class:`MapLossConfig`.
     """
 
     def __init__(self, *, in_dim: int, num_classes: int, num_snippets: int, hidden_dim: int = 256,
                  align_dim: int = 512, map_dim: int = 128, k: int = 3, groups: int = 32, width_per_group: int = 4,
                  stem_groups: int = 4, num_samples: int = 16, samples_per_bin: int = 0, context_ratio: float = 0.5,
-                 max_duration: int | None = None, video_hidden_dim: int = 256,
+                 max_duration_snippets: int | None = None, video_hidden_dim: int = 256,
                  boundary_region_snippets: float = 3.0, positive_iou: float = 0.9, high_iou: float = 0.7,
                  low_iou: float = 0.3, reg_weight: float = 10.0, video_weight: float = 1.0,
                  proposal_labels: ProposalLabels = "snippet", class_hidden_dim: int = 256,
@@ -159,12 +160,12 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
         if in_dim % stem_groups or hidden_dim % stem_groups:
             raise ValueError(f"GTADHead: in_dim={in_dim} and hidden_dim={hidden_dim} must be divisible by "
                              f"stem_groups={stem_groups}; pass stem_groups=1 for any width")
-        if max_duration is not None and not 1 <= max_duration <= num_snippets:
-            raise ValueError(f"GTADHead: max_duration must be in [1, num_snippets={num_snippets}] snippets (counted "
-                             f"at num_snippets), got {max_duration}")
+        if max_duration_snippets is not None and not 1 <= max_duration_snippets <= num_snippets:
+            raise ValueError(f"GTADHead: max_duration_snippets must be in [1, num_snippets={num_snippets}] (counted "
+                             f"at num_snippets), got {max_duration_snippets}")
         self.num_classes = num_classes
         self.num_snippets = num_snippets
-        self.max_duration = max_duration
+        self.max_duration_snippets = max_duration_snippets
         self.k = k
         self.loss_config = MapLossConfig(boundary_region_snippets=boundary_region_snippets,
                                          positive_iou=positive_iou, high_iou=high_iou, low_iou=low_iou,
@@ -180,19 +181,20 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
         self.end_branch = nn.Sequential(GCNeXt(**block), nn.Conv1d(hidden_dim, 1, kernel_size=1))
         self.backbone = GCNeXt(**block)
         matrix, cell_index = sgalign_matrix(num_snippets, num_samples=num_samples, samples_per_bin=samples_per_bin,
-                                            context_ratio=context_ratio, max_duration=max_duration)
+                                            context_ratio=context_ratio, max_duration_snippets=max_duration_snippets)
         sgalign = dict(num_samples=num_samples, samples_per_bin=samples_per_bin, context_ratio=context_ratio,
-                       num_snippets=num_snippets, max_duration=max_duration)
+                       num_snippets=num_snippets, max_duration_snippets=max_duration_snippets)
         self.align = ProposalSampler(in_dim=2 * hidden_dim, out_dim=align_dim, matrix=matrix, cell_index=cell_index,
                                      map_shape=(num_snippets, num_snippets), build=partial(_sgalign_grid, **sgalign))
         self.matching = confidence_map_head(align_dim, map_dim)
         self.build_class_branch(proposal_labels=proposal_labels, in_dim=hidden_dim, num_classes=num_classes,
                                 class_hidden_dim=class_hidden_dim, video_hidden_dim=video_hidden_dim)
-        self.register_buffer("valid_mask", start_end_valid_mask(num_snippets, max_duration=max_duration),
+        self.register_buffer("valid_mask", start_end_valid_mask(num_snippets, max_duration=max_duration_snippets),
                              persistent=False)  # [T, T]
         self.register_buffer("candidate_segments", start_end_segments(num_snippets), persistent=False)  # [T, T, 2]
         self.in_dim = in_dim
-        self._grids = LengthCache(partial(_start_end_grid, num_snippets=num_snippets, max_duration=max_duration))
+        self._grids = LengthCache(partial(_start_end_grid, num_snippets=num_snippets,
+                                          max_duration_snippets=max_duration_snippets))
 
     def forward(self, features: torch.Tensor) -> StartEndMapOutputs:
         check_features(features, self.in_dim, self.k, "GTADHead")
@@ -217,17 +219,19 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
 
 
 def _sgalign_grid(length: int, *, num_samples: int, samples_per_bin: int, context_ratio: float, num_snippets: int,
-                  max_duration: int | None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """G-TAD's SGAlign matrix at a window of ``length`` snippets (``max_duration`` counted at ``num_snippets``)."""
+                  max_duration_snippets: int | None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """G-TAD's SGAlign matrix at a window of ``length`` snippets (``max_duration_snippets`` counted at
+    ``num_snippets``)."""
+    limit = scaled_max_duration(max_duration_snippets, num_snippets, length)
     matrix, cell_index = sgalign_matrix(length, num_samples=num_samples, samples_per_bin=samples_per_bin,
-                                        context_ratio=context_ratio,
-                                        max_duration=scaled_max_duration(max_duration, num_snippets, length))
+                                        context_ratio=context_ratio, max_duration_snippets=limit)
     return matrix, cell_index, (length, length)
 
 
-def _start_end_grid(length: int, *, num_snippets: int, max_duration: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _start_end_grid(length: int, *, num_snippets: int,
+                    max_duration_snippets: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(valid_mask, candidate_segments)`` of the start-end map at ``length`` snippets."""
-    limit = scaled_max_duration(max_duration, num_snippets, length)
+    limit = scaled_max_duration(max_duration_snippets, num_snippets, length)
     return start_end_valid_mask(length, max_duration=limit), start_end_segments(length)
 
 

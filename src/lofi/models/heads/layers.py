@@ -32,17 +32,17 @@ def confidence_map_head(in_channels: int, hidden_channels: int) -> nn.Sequential
 class MapGridMixin:
     """Proposal-map grids at any window length, for G-TAD and BMN.
 
-    The head sets ``num_snippets``, ``max_duration``, the buffers ``valid_mask`` and ``candidate_segments`` (the
-    grid at ``num_snippets``) and ``_grids``, a :class:`~lofi.models.heads.proposal_maps.LengthCache` that builds
+    The head sets ``num_snippets``, ``max_duration_snippets``, the buffers ``valid_mask`` and ``candidate_segments``
+    (the grid at ``num_snippets``) and ``_grids``, a :class:`~lofi.models.heads.proposal_maps.LengthCache` that builds
     the grid at other lengths; moving or casting the head empties the cache.
     """
 
     num_snippets: int
-    max_duration: int | None
+    max_duration_snippets: int | None
 
     def max_duration_at(self, num_snippets: int) -> int | None:
         """The longest candidate, in snippets, at a window of ``num_snippets`` (None: no limit)."""
-        return scaled_max_duration(self.max_duration, self.num_snippets, num_snippets)
+        return scaled_max_duration(self.max_duration_snippets, self.num_snippets, num_snippets)
 
     def map_grid(self, num_snippets: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(valid_mask, candidate_segments)`` of the confidence map at ``T = num_snippets``: the buffers at the

@@ -5,7 +5,7 @@ Grid convention and map layouts: :mod:`lofi.core.proposal_grid`, which builds th
 Any window length: both heads take features of any ``T`` at forward time (LoFi's stage 2 changes ``T`` with the
 fidelity while the weights stay the same). Their ``num_snippets`` is the reference length, built eagerly; the
 grids of other lengths are built on first use and cached per (T, device, dtype) by :class:`LengthCache`, never in
-the state_dict. A head's ``max_duration`` is counted in snippets at its ``num_snippets`` and scaled to the same
+the state_dict. A head's ``max_duration_snippets`` is counted at its ``num_snippets`` and scaled to the same
 fraction of the window at other lengths (:func:`~lofi.core.proposal_grid.scaled_max_duration`).
 """
 

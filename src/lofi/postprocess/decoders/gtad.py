@@ -98,18 +98,19 @@ def decode_start_end(start: torch.Tensor, end: torch.Tensor, confidence: torch.T
     return out
 
 
-def decode_gtad(outputs: Mapping[str, torch.Tensor], *, top_k: int | None = 100, max_duration: int | None = None,
-                num_snippets: int | None = None, boundary_filter: bool = True) -> list[Candidates]:
+def decode_gtad(outputs: Mapping[str, torch.Tensor], *, top_k: int | None = 100,
+                max_duration_snippets: int | None = None, num_snippets: int | None = None,
+                boundary_filter: bool = True) -> list[Candidates]:
     """One :class:`Candidates` per window from G-TAD outputs (``start``, ``end`` ``[B, T]``, ``confidence``
     ``[B, 2, T, T]``, and ``snippet_logits`` ``[B, C, T]`` for labelled candidates), at the ``T`` of the outputs.
 
-    ``max_duration`` and ``num_snippets`` should be the head's (``GTADHead.max_duration`` / ``.num_snippets``) to
-    skip cells it never scores: ``max_duration`` is in snippets at ``num_snippets`` (default: the outputs' ``T``)
-    and is scaled to the outputs' ``T`` as the head does
+    ``max_duration_snippets`` and ``num_snippets`` should be the head's (``GTADHead.max_duration_snippets`` /
+    ``.num_snippets``) to skip cells it never scores: ``max_duration_snippets`` is counted at ``num_snippets``
+    (default: the outputs' ``T``) and is scaled to the outputs' ``T`` as the head does
     (:func:`~lofi.core.proposal_grid.scaled_max_duration`, i.e. ``GTADHead.max_duration_at(T)``).
     """
     t = outputs["start"].shape[1]
-    limit = scaled_max_duration(max_duration, t if num_snippets is None else num_snippets, t)
+    limit = scaled_max_duration(max_duration_snippets, t if num_snippets is None else num_snippets, t)
     return decode_start_end(outputs["start"], outputs["end"], outputs["confidence"],
                             valid=start_end_valid_mask(t, max_duration=limit), top_k=top_k,
                             boundary_filter=boundary_filter, class_probs=snippet_class_probs(outputs))
