@@ -27,23 +27,7 @@ import torch
 from lofi.config import list_presets, load_config
 from lofi.models import list_models
 from lofi.postprocess import nms, soft_nms
-
-
-def reference_nms(segments: list[list[float]], scores: list[float], iou_threshold: float,
-                  labels: list[int] | None = None) -> list[int]:
-    """Plain-Python greedy NMS: highest score first, ties by lower index."""
-    def iou(a: list[float], b: list[float]) -> float:
-        inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-        union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-        return inter / union if union > 0 else 0.0
-
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    kept: list[int] = []
-    for i in order:
-        if all(iou(segments[i], segments[k]) <= iou_threshold or (labels is not None and labels[i] != labels[k])
-               for k in kept):
-            kept.append(i)
-    return kept
+from lofi.postprocess.reference import reference_nms
 
 
 def candidates(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ from lofi.postprocess import (
     segment_iou,
     soft_nms,
 )
+from lofi.postprocess.reference import reference_nms
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -25,23 +26,6 @@ def _three(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     segments = torch.tensor([[0.0, 10.0], [1.0, 11.0], [20.0, 30.0]], dtype=dtype)
     scores = torch.tensor([0.9, 0.8, 0.7], dtype=dtype)
     return segments, scores
-
-
-def _reference_nms(segments: list[list[float]], scores: list[float], iou_threshold: float,
-                   labels: list[int] | None = None) -> list[int]:
-    """Plain-Python greedy NMS: highest score first, ties by lower index."""
-    def iou(a: list[float], b: list[float]) -> float:
-        inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-        union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-        return inter / union if union > 0 else 0.0
-
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    kept: list[int] = []
-    for i in order:
-        if all(iou(segments[i], segments[k]) <= iou_threshold or (labels is not None and labels[i] != labels[k])
-               for k in kept):
-            kept.append(i)
-    return kept
 
 
 # --- segment_iou ---------------------------------------------------------------------------------------------
@@ -132,7 +116,7 @@ def test_nms_2000_random_matches_reference(class_wise: bool) -> None:
     scores = (torch.rand(n, generator=gen, dtype=torch.float64) * 100).round() / 100  # many ties
     labels = torch.randint(0, 5, (n,), generator=gen) if class_wise else None
     kept = nms(segments, scores, iou_threshold=0.5, labels=labels)
-    expected = _reference_nms(segments.tolist(), scores.tolist(), 0.5, None if labels is None else labels.tolist())
+    expected = reference_nms(segments.tolist(), scores.tolist(), 0.5, None if labels is None else labels.tolist())
     assert kept.tolist() == expected
 
 
