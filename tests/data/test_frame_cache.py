@@ -49,7 +49,7 @@ def test_snippet_indices_rule() -> None:
 
 
 def test_resample_resize_crop_flip() -> None:
-    frames = torch.randint(0, 256, (4, 2, 24, 36, 3), dtype=torch.uint8)  # [L, F, H, W, 3]
+    frames = torch.randint(0, 256, (4, 2, 24, 36, 3), dtype=torch.uint8)  # [T, F, H, W, 3]
     out = resample(frames, num_snippets=4, frame_size_px=24)  # no resize: a centre crop
     assert out.shape == (4, 2, 3, 24, 24) and out.dtype == torch.uint8
     assert torch.equal(out, frames[:, :, :, 6:30].permute(0, 1, 4, 2, 3))

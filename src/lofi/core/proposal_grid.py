@@ -12,7 +12,7 @@ Two map layouts hold one value per candidate:
 
 - start-end (G-TAD): ``[T, T]`` indexed ``[ts, te]``; valid on the upper triangle with the diagonal, ``te >= ts``
   (and ``te - ts < max_duration`` when limited);
-- duration-start (BMN): ``[D, T]`` indexed ``[d, ts]`` with ``te = ts + d`` (``d + 1`` snippets); valid where
+- duration-start (BMN): ``[Dmax, T]`` indexed ``[d, ts]`` with ``te = ts + d`` (``d + 1`` snippets); valid where
   ``ts + d < T``.
 """
 
@@ -56,29 +56,29 @@ def start_end_segments(num_snippets: int) -> torch.Tensor:
 
 
 def duration_start_valid_mask(num_snippets: int, max_duration: int) -> torch.Tensor:
-    """``[D, T]`` bool: ``[d, ts]`` is a candidate when ``ts + d < T`` (it ends inside the window)."""
+    """``[Dmax, T]`` bool: ``[d, ts]`` is a candidate when ``ts + d < T`` (it ends inside the window)."""
     _check_grid(num_snippets, max_duration)
-    d = torch.arange(max_duration)[:, None]  # [D, 1]
+    d = torch.arange(max_duration)[:, None]  # [Dmax, 1]
     t = torch.arange(num_snippets)[None, :]  # [1, T]
     return t + d < num_snippets
 
 
 def duration_start_segments(num_snippets: int, max_duration: int) -> torch.Tensor:
-    """``[D, T, 2]`` float: cell ``[d, ts]`` -> ``(ts/T, (ts+d+1)/T)``."""
-    d = torch.arange(max_duration, dtype=torch.float32)[:, None]  # [D, 1]
+    """``[Dmax, T, 2]`` float: cell ``[d, ts]`` -> ``(ts/T, (ts+d+1)/T)``."""
+    d = torch.arange(max_duration, dtype=torch.float32)[:, None]  # [Dmax, 1]
     t = torch.arange(num_snippets, dtype=torch.float32)[None, :]  # [1, T]
-    starts = (t / num_snippets).expand(max_duration, num_snippets)  # [D, T]
-    ends = (t + d + 1) / num_snippets  # [D, T]
+    starts = (t / num_snippets).expand(max_duration, num_snippets)  # [Dmax, T]
+    ends = (t + d + 1) / num_snippets  # [Dmax, T]
     return torch.stack([starts, ends], dim=-1)
 
 
 def duration_start_to_start_end(maps: torch.Tensor) -> torch.Tensor:
-    """Re-index duration-start maps ``[..., D, T]`` to start-end maps ``[..., T, T]`` (cells off the grid -> 0)."""
+    """Re-index duration-start maps ``[..., Dmax, T]`` to start-end maps ``[..., T, T]`` (cells off the grid -> 0)."""
     d_max, t_max = maps.shape[-2:]
-    d = torch.arange(d_max, device=maps.device)[:, None]  # [D, 1]
-    ts = torch.arange(t_max, device=maps.device)[None, :].expand(d_max, t_max)  # [D, T]
-    te = ts + d  # [D, T]
-    keep = te < t_max  # [D, T]
+    d = torch.arange(d_max, device=maps.device)[:, None]  # [Dmax, 1]
+    ts = torch.arange(t_max, device=maps.device)[None, :].expand(d_max, t_max)  # [Dmax, T]
+    te = ts + d  # [Dmax, T]
+    keep = te < t_max  # [Dmax, T]
     flat_index = (ts * t_max + te)[keep]  # [K] cells of the start-end map
     out = maps.new_zeros(*maps.shape[:-2], t_max * t_max)  # [..., T*T]
     out[..., flat_index] = maps[..., keep]

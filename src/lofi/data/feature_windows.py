@@ -4,7 +4,7 @@ A feature file made with ``data.windows`` holds ``[D, T]`` features, ``T = ceil(
 (:func:`lofi.core.windows.video_num_snippets`), with ``snippets_per_sec`` in its meta and, when its snippets are
 not exactly ``1 / snippets_per_sec`` long, ``snippet_sec`` (extraction spreads the ``T`` snippets evenly over the
 video, so ``snippet_sec = duration_sec / T``). :class:`FeatureWindowDataset`
-has one item per window (:func:`lofi.core.windows.window_starts`): ``[D, L]`` features (zero-padded past the end of
+has one item per window (:func:`lofi.core.windows.window_starts`): ``[D, T]`` features (zero-padded past the end of
 a video shorter than one window), the instances inside it as fractions of the window
 (:func:`lofi.core.windows.clip_to_window`) and the window's place in the video in seconds, which prediction uses to
 bring the window's detections back to video time before merging the windows of a video, and the span of the
@@ -30,7 +30,7 @@ from lofi.data.windows import label_indices
 
 class FeatureWindowItem(TypedDict):
     video_id: str
-    features: torch.Tensor  # [D, L] float32, zeros past the video's last snippet
+    features: torch.Tensor  # [D, T] float32, zeros past the video's last snippet
     segments: torch.Tensor  # [N, 2] float32, fractions of the window in [0, 1]
     labels: torch.Tensor  # [N] int64
     duration_sec: float  # of the whole video
@@ -41,7 +41,7 @@ class FeatureWindowItem(TypedDict):
 
 
 class FeatureWindowBatch(TypedDict):
-    features: torch.Tensor  # [B, D, L] float32
+    features: torch.Tensor  # [B, D, T] float32
     targets: SegmentTargets
     video_ids: list[str]
     durations_sec: torch.Tensor  # [B] float64 seconds
@@ -126,7 +126,7 @@ class FeatureWindowDataset(Dataset):
         video_id = self.video_ids[window.video_index]
         features, _ = self._header(video_id)  # [D, T]
         span, num_snippets = window.span, features.shape[1]
-        out = features.new_zeros(features.shape[0], span.num_snippets)  # [D, L]
+        out = features.new_zeros(features.shape[0], span.num_snippets)  # [D, T]
         stop = min(num_snippets, span.start_snippet + span.num_snippets)
         out[:, :stop - span.start_snippet] = features[:, span.start_snippet:stop]
         video = self.annotations[video_id]
@@ -153,11 +153,11 @@ def _find_all(features_dir: Path, annotations: AnnotationSet, video_ids: list[st
 
 
 def collate_feature_windows(items: Sequence[FeatureWindowItem]) -> FeatureWindowBatch:
-    """Stack windows to ``[B, D, L]`` with their :class:`SegmentTargets` and places in their videos."""
+    """Stack windows to ``[B, D, T]`` with their :class:`SegmentTargets` and places in their videos."""
     def seconds(key: str) -> torch.Tensor:
         return torch.tensor([item[key] for item in items], dtype=torch.float64)  # type: ignore[literal-required]
 
-    return FeatureWindowBatch(features=torch.stack([item["features"] for item in items]),  # [B, D, L]
+    return FeatureWindowBatch(features=torch.stack([item["features"] for item in items]),  # [B, D, T]
                               targets=SegmentTargets(segments=[item["segments"] for item in items],
                                                      labels=[item["labels"] for item in items]),
                               video_ids=[item["video_id"] for item in items], durations_sec=seconds("duration_sec"),

@@ -1,6 +1,6 @@
 """Stage 3 data: per-video feature files written by the frozen encoder, and a dataset of them for the head.
 
-A feature file ``<features_dir>/<stem>.pt`` holds ``{"features": [D, L] tensor, "video_id": str,
+A feature file ``<features_dir>/<stem>.pt`` holds ``{"features": [D, T] tensor, "video_id": str,
 "meta": JSON string}``; it loads with ``torch.load(weights_only=True)``. ``meta`` is the configuration that made
 the features (encoder, checkpoint, fidelity, ...), JSON-serialisable; put ``duration_sec`` (the span the ``L``
 snippets cover, i.e. the video file's duration) in it so that :class:`FeatureDataset` turns segments into
@@ -59,10 +59,10 @@ def find_feature_file(features_dir: str | os.PathLike, video_id: str) -> Path | 
 
 def write_features(path: str | os.PathLike, features: torch.Tensor, *, video_id: str,
                    meta: Mapping[str, Any]) -> None:
-    """Write ``features`` ``[D, L]`` (floating point, stored as given) atomically (temp file + ``os.replace``)."""
+    """Write ``features`` ``[D, T]`` (floating point, stored as given) atomically (temp file + ``os.replace``)."""
     path = Path(path)
     if features.dim() != 2 or not features.is_floating_point():
-        raise ValueError(f"{path}: video {video_id!r}: features must be a floating [D, L] tensor, got "
+        raise ValueError(f"{path}: video {video_id!r}: features must be a floating [D, T] tensor, got "
                          f"{features.dtype} {tuple(features.shape)}")
     try:
         meta_json = json.dumps(dict(meta), sort_keys=True)
@@ -86,7 +86,7 @@ def _read(path: Path) -> tuple[torch.Tensor, str, dict[str, Any]]:
     except Exception as exc:  # unpickling, missing keys, bad JSON: all mean "not a feature file"
         raise ValueError(f"{path}: not a readable feature file ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
-        raise ValueError(f"{path}: features must be a [D, L] tensor")
+        raise ValueError(f"{path}: features must be a [D, T] tensor")
     return features.float(), video_id, meta
 
 
@@ -96,21 +96,21 @@ def read_feature_file(path: str | os.PathLike) -> tuple[torch.Tensor, str, dict[
 
 
 def read_features(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, Any]]:
-    """``(features float32 [D, L], meta)`` from a file written by :func:`write_features`."""
+    """``(features float32 [D, T], meta)`` from a file written by :func:`write_features`."""
     features, _, meta = _read(Path(path))
     return features, meta
 
 
 class FeatureItem(TypedDict):
     video_id: str
-    features: torch.Tensor  # [D, L] float32
+    features: torch.Tensor  # [D, T] float32
     segments: torch.Tensor  # [N, 2] float32, fractions of the video, clipped to [0, 1]
     labels: torch.Tensor  # [N] int64
     duration_sec: float
 
 
 class FeatureBatch(TypedDict):
-    features: torch.Tensor  # [B, D, L] float32
+    features: torch.Tensor  # [B, D, T] float32
     targets: SegmentTargets
     video_ids: list[str]
     durations_sec: torch.Tensor  # [B] float32 seconds
@@ -121,7 +121,7 @@ class FeatureDataset(Dataset):
 
     Files are found by :func:`find_feature_file`. Raises ``FileNotFoundError`` when built if any video has no
     feature file (naming the videos and the files expected), and ``ValueError`` naming the video when a file's
-    ``[D, L]`` differs from the first video's, it holds another video's features, or a video has no duration
+    ``[D, T]`` differs from the first video's, it holds another video's features, or a video has no duration
     (neither ``meta["duration_sec"]`` nor the annotation's). Files are checked as they are loaded (building reads
     only the first); :meth:`verify` checks them all at once.
     """
@@ -142,7 +142,7 @@ class FeatureDataset(Dataset):
             raise FileNotFoundError(f"{self.features_dir}: no feature file for {len(missing)} of "
                                     f"{len(self.video_ids)} videos: {shown}; extract features for them first")
         self._paths: dict[str, Path] = {vid: path for vid, path in found.items() if path is not None}
-        self.shape: tuple[int, int] | None = None  # [D, L] of the first video
+        self.shape: tuple[int, int] | None = None  # [D, T] of the first video
         if self.video_ids:
             self.shape = tuple(self[0]["features"].shape)  # type: ignore[assignment]
 
@@ -167,7 +167,7 @@ class FeatureDataset(Dataset):
         if stored_id != video_id:
             raise ValueError(f"{path}: holds features of video {stored_id!r}, expected {video_id!r}")
         if self.shape is not None and tuple(features.shape) != self.shape:
-            raise ValueError(f"{path}: video {video_id!r}: features are [D, L] = {list(features.shape)} but "
+            raise ValueError(f"{path}: video {video_id!r}: features are [D, T] = {list(features.shape)} but "
                              f"{self.video_ids[0]!r} has {list(self.shape)}; re-extract with one encoder and one "
                              f"num_snippets")
         video = self.annotations[video_id]
@@ -181,8 +181,8 @@ class FeatureDataset(Dataset):
 
 
 def collate_features(items: Sequence[FeatureItem]) -> FeatureBatch:
-    """Stack features to ``[B, D, L]`` with the windows' :class:`SegmentTargets`."""
-    return FeatureBatch(features=torch.stack([item["features"] for item in items]),  # [B, D, L]
+    """Stack features to ``[B, D, T]`` with the windows' :class:`SegmentTargets`."""
+    return FeatureBatch(features=torch.stack([item["features"] for item in items]),  # [B, D, T]
                         targets=SegmentTargets(segments=[item["segments"] for item in items],
                                                labels=[item["labels"] for item in items]),
                         video_ids=[item["video_id"] for item in items],

@@ -3,7 +3,7 @@
 A :class:`FrameCache` stores, per video, the ``L`` snippets of ``F`` frames of the *full* fidelity, resized so
 that their short side is ``short_side_px`` (the largest frame size any fidelity needs) and **not cropped** (the
 aspect ratio is kept, so random crops can still move along the long side). Storage is ``<stem>.npy`` (uint8
-``[L, F, H, W, 3]``) next to a JSON sidecar ``<stem>.json`` holding the video id, the spec, the source file's size
+``[T, F, H, W, 3]``) next to a JSON sidecar ``<stem>.json`` holding the video id, the spec, the source file's size
 and mtime, and the video's duration and fps; ``<stem>`` is :func:`lofi.io.safe_file_stem` of the video id. Both
 are written atomically (temp file + ``os.replace``, the ``.npy`` first); an entry whose sidecar disagrees with the
 id, the spec or the source file is decoded again.
@@ -50,9 +50,9 @@ CACHE_FORMAT_VERSION = 2  # 2: entries named by safe_file_stem, the sidecar hold
 
 @dataclass
 class CachedVideo:
-    """One cache entry: ``frames`` uint8 ``[L, F, H, W, 3]`` (channels last, short side = ``short_side_px``)."""
+    """One cache entry: ``frames`` uint8 ``[T, F, H, W, 3]`` (channels last, short side = ``short_side_px``)."""
 
-    frames: torch.Tensor  # [L, F, H, W, 3] uint8
+    frames: torch.Tensor  # [T, F, H, W, 3] uint8
     duration_sec: float  # of the video stream the frames were decoded from
     fps: float
     from_cache: bool  # False when this call decoded the video
@@ -100,7 +100,7 @@ class FrameCache:
         return self.cache_dir / f"{stem}.npy", self.cache_dir / f"{stem}.json"
 
     def frames(self, path: str | os.PathLike, video_id: str) -> torch.Tensor:
-        """The cached frames of the video at ``path``: uint8 ``[L, F, H, W, 3]`` (channels last)."""
+        """The cached frames of the video at ``path``: uint8 ``[T, F, H, W, 3]`` (channels last)."""
         return self.load(path, video_id).frames
 
     def load(self, path: str | os.PathLike, video_id: str) -> CachedVideo:
@@ -119,7 +119,7 @@ class FrameCache:
             self.num_hits += 1
             return cached
         clip = sample_snippets_between(path, self.spec, keep_full_frame=True, threads=self.threads)
-        frames = clip.frames.permute(0, 1, 3, 4, 2).contiguous()  # [L, F, 3, H, W] -> [L, F, H, W, 3]
+        frames = clip.frames.permute(0, 1, 3, 4, 2).contiguous()  # [T, F, 3, H, W] -> [T, F, H, W, 3]
         meta.update(duration_sec=clip.info.duration_sec, fps=clip.info.fps, shape=list(frames.shape))
         self._write(video_id, frames.numpy(), meta)
         self.num_decoded += 1
@@ -166,7 +166,7 @@ class FrameCache:
 def snippet_indices(cached_snippets: int, num_snippets: int) -> torch.Tensor:
     """The cached snippet used for each of ``num_snippets`` target snippets: ``floor((i + 0.5) * L / L')``."""
     i = torch.arange(num_snippets)
-    return ((2 * i + 1) * cached_snippets) // (2 * num_snippets)  # [L'] int64
+    return ((2 * i + 1) * cached_snippets) // (2 * num_snippets)  # [T'] int64
 
 
 def resample(frames: torch.Tensor, *, num_snippets: int, frame_size_px: int,
@@ -174,22 +174,22 @@ def resample(frames: torch.Tensor, *, num_snippets: int, frame_size_px: int,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Derive ``num_snippets`` (L') snippets of ``frame_size_px`` (S') square frames from cached frames.
 
-    ``frames`` uint8 ``[L, F, H, W, 3]`` (as :meth:`FrameCache.frames` returns) -> uint8 ``[L', F, 3, S', S']``
+    ``frames`` uint8 ``[T, F, H, W, 3]`` (as :meth:`FrameCache.frames` returns) -> uint8 ``[T', F, 3, S', S']``
     (channels-last memory, like :class:`~lofi.data.sampling.SampledClip`). Rules in the module docstring;
     ``generator`` drives the random crop (the global RNG when None).
     """
     if frames.dim() != 5 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-        raise ValueError(f"resample: expected uint8 frames [L, F, H, W, 3], got {frames.dtype} "
+        raise ValueError(f"resample: expected uint8 frames [T, F, H, W, 3], got {frames.dtype} "
                          f"{tuple(frames.shape)}")
     if crop not in ("center", "random"):
         raise ValueError(f"resample: crop must be 'center' or 'random', got {crop!r}")
     cached_snippets, num_frames, height, width, _ = frames.shape
-    picked = frames[snippet_indices(cached_snippets, num_snippets)]  # [L', F, H, W, 3]
+    picked = frames[snippet_indices(cached_snippets, num_snippets)]  # [T', F, H, W, 3]
     new_w, new_h = resized_size_px(width, height, frame_size_px)
     if (new_w, new_h) != (width, height):
-        flat = picked.reshape(-1, height, width, 3).permute(0, 3, 1, 2).float()  # [L'*F, 3, H, W]
+        flat = picked.reshape(-1, height, width, 3).permute(0, 3, 1, 2).float()  # [T'*F, 3, H, W]
         flat = F.interpolate(flat, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-        picked = flat.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # [L'*F, h, w, 3]
+        picked = flat.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # [T'*F, h, w, 3]
         picked = picked.reshape(num_snippets, num_frames, new_h, new_w, 3)
     side = frame_size_px
     if crop == "center":
@@ -197,7 +197,7 @@ def resample(frames: torch.Tensor, *, num_snippets: int, frame_size_px: int,
     else:
         x = int(torch.randint(0, new_w - side + 1, (1,), generator=generator))
         y = int(torch.randint(0, new_h - side + 1, (1,), generator=generator))
-    out = picked[:, :, y:y + side, x:x + side]  # [L', F, S', S', 3]
+    out = picked[:, :, y:y + side, x:x + side]  # [T', F, S', S', 3]
     if flip:
         out = out.flip(3)
-    return out.contiguous().permute(0, 1, 4, 2, 3)  # [L', F, 3, S', S'], channels-last memory
+    return out.contiguous().permute(0, 1, 4, 2, 3)  # [T', F, 3, S', S'], channels-last memory

@@ -29,7 +29,7 @@ IDEAL_ENCODER = "ideal"
 
 def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippets: int,
                    span_sec: float | None = None) -> torch.Tensor:
-    """The noiseless ideal channels of one video -> ``[C + 2, L]`` float32 (class coverage, start, end).
+    """The noiseless ideal channels of one video -> ``[C + 2, T]`` float32 (class coverage, start, end).
 
     The ``L`` snippets cover ``[0, span_sec)`` (default: the video's duration; at a fixed snippet rate, ``L / rate``,
     which may pass the video's end).
@@ -47,8 +47,8 @@ def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippe
         duration = span_sec
     index = {name: i for i, name in enumerate(classes)}
     num_classes = len(classes)
-    edges = torch.arange(num_snippets + 1, dtype=torch.float64) / num_snippets  # [L+1] fractions of the video
-    out = torch.zeros(num_classes + 2, num_snippets, dtype=torch.float64)  # [C+2, L]
+    edges = torch.arange(num_snippets + 1, dtype=torch.float64) / num_snippets  # [T+1] fractions of the video
+    out = torch.zeros(num_classes + 2, num_snippets, dtype=torch.float64)  # [C+2, T]
     for segment in video.segments:
         if segment.label not in index:
             raise ValueError(f"video {video.video_id!r}: label {segment.label!r} is not one of the classes")
@@ -56,7 +56,7 @@ def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippe
         end = min(max(segment.end_sec / duration, 0.0), 1.0)
         if not end > start:
             continue
-        overlap = (torch.clamp(edges[1:], max=end) - torch.clamp(edges[:-1], min=start)).clamp_min(0)  # [L]
+        overlap = (torch.clamp(edges[1:], max=end) - torch.clamp(edges[:-1], min=start)).clamp_min(0)  # [T]
         out[index[segment.label]] += overlap * num_snippets
         out[num_classes, min(int(start * num_snippets), num_snippets - 1)] = 1.0
         out[num_classes + 1, max(0, min(_ceil(end * num_snippets) - 1, num_snippets - 1))] = 1.0
@@ -67,19 +67,19 @@ def ideal_channels(video: VideoAnnotation, classes: Sequence[str], *, num_snippe
 def ideal_features(video: VideoAnnotation, classes: Sequence[str], *, num_snippets: int, dim: int | None = None,
                    noise_std: float = 0.05, seed: int = 0, video_index: int = 0,
                    span_sec: float | None = None) -> torch.Tensor:
-    """One video's ideal features ``[D, L]``: :func:`ideal_channels`, the fixed random mix up to ``dim`` channels
+    """One video's ideal features ``[D, T]``: :func:`ideal_channels`, the fixed random mix up to ``dim`` channels
     (``D = dim``, or ``C + 2`` when None), plus noise; deterministic given ``(seed, video_index)``."""
-    channels = ideal_channels(video, classes, num_snippets=num_snippets, span_sec=span_sec)  # [C+2, L]
+    channels = ideal_channels(video, classes, num_snippets=num_snippets, span_sec=span_sec)  # [C+2, T]
     base = channels.shape[0]
     if dim is not None:
         if dim < base:
             raise ValueError(f"dim={dim} is below the {base} ideal channels ({len(classes)} classes + start + end)")
         mix = torch.randn(dim - base, base, generator=torch.Generator().manual_seed(seed)) / base ** 0.5  # [D-C-2, C+2]
-        channels = torch.cat([channels, mix @ channels], dim=0)  # [D, L]
+        channels = torch.cat([channels, mix @ channels], dim=0)  # [D, T]
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     noise = torch.randn(channels.shape, generator=torch.Generator().manual_seed(_video_seed(seed, video_index)))
-    return channels + noise_std * noise  # [D, L]
+    return channels + noise_std * noise  # [D, T]
 
 
 def write_ideal_features(annotations: AnnotationSet, features_dir: str | os.PathLike, *, num_snippets: int,

@@ -38,7 +38,7 @@ class WindowItem(TypedDict):
 
     video_id: str
     fidelity: str  # the key of the fidelity in the dataset's ``fidelities``
-    frames: torch.Tensor  # [L, F, 3, S, S] uint8 RGB, channels-last memory
+    frames: torch.Tensor  # [T, F, 3, S, S] uint8 RGB, channels-last memory
     segments: torch.Tensor  # [N, 2] float32, (start, end) as fractions of the video, clipped to [0, 1]
     labels: torch.Tensor  # [N] int64, indices into ``classes``
     duration_sec: float  # of the video file's video stream (what the snippets span)
@@ -175,7 +175,7 @@ def _check_cache(cache: FrameCache, fidelities: Mapping[str, Fidelity], *, frame
 class WindowBatch(TypedDict):
     """Items stacked by :func:`collate_windows`."""
 
-    frames: torch.Tensor  # [B, L, F, 3, S, S] uint8, channels-last memory
+    frames: torch.Tensor  # [B, T, F, 3, S, S] uint8, channels-last memory
     targets: SegmentTargets  # per window: segments [N_b, 2] fractions, labels [N_b]
     video_ids: list[str]
     durations_sec: torch.Tensor  # [B] float32 seconds
@@ -192,7 +192,7 @@ def collate_windows(items: Sequence[WindowItem | None]) -> WindowBatch | None:
         raise ValueError(f"cannot batch windows of different shapes {sorted(shapes)} (fidelities "
                          f"{sorted({item['fidelity'] for item in kept})}); use FidelityBatchSampler, which gives "
                          f"one fidelity per batch")
-    return WindowBatch(frames=stack_frames([item["frames"] for item in kept]),  # [B, L, F, 3, S, S]
+    return WindowBatch(frames=stack_frames([item["frames"] for item in kept]),  # [B, T, F, 3, S, S]
                        targets=SegmentTargets(segments=[item["segments"] for item in kept],
                                               labels=[item["labels"] for item in kept]),
                        video_ids=[item["video_id"] for item in kept],

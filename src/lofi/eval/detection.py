@@ -248,7 +248,7 @@ def _evaluated_predictions(table: DetectionTable, gt: _GroundTruth) -> _Predicti
     """Step 2: the predictions in input order; labels without ground truth are dropped (and counted by the
     caller)."""
     class_of_label = np.array([gt.class_of.get(label, -1) for label in table.labels] + [-1],
-                              dtype=np.int64)  # [L+1]
+                              dtype=np.int64)  # [Ct+1]
     video_of_table = np.array([gt.video_of.get(v, -1) for v in table.video_ids] + [-1], dtype=np.int64)  # [Vt+1]
     all_cls = class_of_label[table.label_index]  # [M]
     keep = np.nonzero(all_cls >= 0)[0]
@@ -352,26 +352,26 @@ def _average_precision(hits: np.ndarray, class_start: np.ndarray, npos: np.ndarr
     """
     num_classes, num_thr = npos.size, hits.shape[1]
     ap = np.zeros((num_classes, num_thr))  # [C, K]
-    thr_idx, pos = np.nonzero(hits.T)  # [H] each: true positives grouped by threshold, rank order inside
+    thr_idx, pos = np.nonzero(hits.T)  # [Nhit] each: true positives grouped by threshold, rank order inside
     if pos.size == 0:
         return ap
-    cls = np.searchsorted(class_start, pos, side="right") - 1  # [H]
-    seg = thr_idx * num_classes + cls  # [H], non-decreasing: one segment per (threshold, class)
+    cls = np.searchsorted(class_start, pos, side="right") - 1  # [Nhit]
+    seg = thr_idx * num_classes + cls  # [Nhit], non-decreasing: one segment per (threshold, class)
     seg_first = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])  # [S] first hit of each segment
     seg_len = np.diff(np.r_[seg_first, seg.size])  # [S]
-    within = np.arange(seg.size) - np.repeat(seg_first, seg_len)  # [H] 0-based index inside the segment
-    t = (within + 1).astype(np.float64)  # [H] true positives so far
-    rank_1 = (pos - class_start[cls] + 1).astype(np.float64)  # [H] predictions so far (tp + fp)
-    precision = t / rank_1  # [H]
-    npos_h = npos[cls]  # [H]
-    recall = t / npos_h  # [H]
-    recall_before = (t - 1.0) / npos_h  # [H], 0/npos = 0.0 before the first true positive
+    within = np.arange(seg.size) - np.repeat(seg_first, seg_len)  # [Nhit] 0-based index inside the segment
+    t = (within + 1).astype(np.float64)  # [Nhit] true positives so far
+    rank_1 = (pos - class_start[cls] + 1).astype(np.float64)  # [Nhit] predictions so far (tp + fp)
+    precision = t / rank_1  # [Nhit]
+    npos_h = npos[cls]  # [Nhit]
+    recall = t / npos_h  # [Nhit]
+    recall_before = (t - 1.0) / npos_h  # [Nhit], 0/npos = 0.0 before the first true positive
     # best precision at or after each hit, per segment: a right-to-left running max over a padded grid
     grid = np.zeros((seg_first.size, int(seg_len.max())))  # [S, Lmax]
-    row = np.repeat(np.arange(seg_first.size), seg_len)  # [H]
+    row = np.repeat(np.arange(seg_first.size), seg_len)  # [Nhit]
     grid[row, within] = precision
-    best_after = np.maximum.accumulate(grid[:, ::-1], axis=1)[:, ::-1][row, within]  # [H]
-    terms = (recall - recall_before) * best_after  # [H]
+    best_after = np.maximum.accumulate(grid[:, ::-1], axis=1)[:, ::-1][row, within]  # [Nhit]
+    terms = (recall - recall_before) * best_after  # [Nhit]
     last = seg_first + seg_len - 1  # [S]
     short = recall[last] != 1.0  # [S] recall ends below 1: the official final point adds (1 - r) * 0
     seg_ids = seg[seg_first]

@@ -1,6 +1,6 @@
 """Stage 3's first half: full-fidelity features of every video with a frozen encoder, one file per video.
 
-Each file (``<features_dir>/<video_id>.pt``, :func:`lofi.data.features.write_features`) holds ``[D, L]`` float32
+Each file (``<features_dir>/<video_id>.pt``, :func:`lofi.data.features.write_features`) holds ``[D, T]`` float32
 features and the settings that made them (encoder, its weights file, L, frame size, frames per snippet), so a
 head trained on them can say where its inputs came from. Videos are shared among processes under torchrun.
 
@@ -82,8 +82,8 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
     bar = tqdm(total=len(mine), desc="extract", unit="video", disable=not context.progress)
     for batch in iter_batches(dataset, batch_size=batch_size, collate=collate_windows, indices=mine,
                               on_chunk=bar.update):
-        frames = normalize_frames(batch["frames"].to(context.device))  # [B, L, F, 3, S, S]
-        features = encoder(frames).float().cpu()  # [B, D, L]
+        frames = normalize_frames(batch["frames"].to(context.device))  # [B, T, F, 3, S, S]
+        features = encoder(frames).float().cpu()  # [B, D, T]
         for video_id, feats, duration in zip(batch["video_ids"], features, batch["durations_sec"].tolist()):
             write_features(feature_path(out, video_id), feats, video_id=video_id,
                            meta={**meta, "duration_sec": float(duration)})
@@ -130,7 +130,7 @@ def _extract_at_rate(context: RunContext, *, encoder_weights: str | Path | None,
         if item is None:
             continue
         frames = item["frames"].unsqueeze(0)  # [1, T, F, 3, S, S] uint8
-        chunks = [encoder(normalize_frames(frames[:, s:s + window].to(context.device))).float().cpu()  # [1, D, <=L]
+        chunks = [encoder(normalize_frames(frames[:, s:s + window].to(context.device))).float().cpu()  # [1, D, <=T]
                   for s in range(0, count, window)]
         features = torch.cat(chunks, dim=2)[0]  # [D, T]
         duration = float(item["duration_sec"])

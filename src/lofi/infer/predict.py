@@ -108,7 +108,7 @@ def finish_predictions(raw: RawPredictions, config: PostprocessConfig, *, video_
 @torch.no_grad()
 def predict_features(head: torch.nn.Module, batches: Iterable[Mapping[str, object]], *,
                      classes: Sequence[str], device: torch.device, top_k: int = 200) -> RawPredictions:
-    """Run ``head`` over feature batches (``features [B, D, L]``, ``video_ids``, ``durations_sec``, and for
+    """Run ``head`` over feature batches (``features [B, D, T]``, ``video_ids``, ``durations_sec``, and for
     sliding windows ``window_starts_sec`` / ``window_ends_sec``: then the windows of a video are merged)."""
     head.eval()
     raw = RawPredictions()

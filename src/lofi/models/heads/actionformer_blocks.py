@@ -27,18 +27,18 @@ class ChannelNorm(nn.Module):
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window_size: int) -> torch.Tensor:
     """Self-attention of each position over the ``window_size`` (odd) positions centred on it.
 
-    ``q``, ``k``, ``v`` are ``[B, H, T, d]``; keys beyond either end of the sequence are masked out, so T is free.
+    ``q``, ``k``, ``v`` are ``[B, Nh, T, Dh]``; keys beyond either end of the sequence are masked out, so T is free.
     Vectorised with a sliding-window view: memory ``O(T * window_size)``, not ``O(T ** 2)``.
     """
     seq_len, head_dim = q.shape[2], q.shape[3]
     half = window_size // 2
-    k_win = F.pad(k, (0, 0, half, half)).unfold(2, window_size, 1)  # [B, H, T, d, W]
-    v_win = F.pad(v, (0, 0, half, half)).unfold(2, window_size, 1)  # [B, H, T, d, W]
-    scores = torch.einsum("bhtd,bhtdw->bhtw", q, k_win) / math.sqrt(head_dim)  # [B, H, T, W]
+    k_win = F.pad(k, (0, 0, half, half)).unfold(2, window_size, 1)  # [B, Nh, T, Dh, Nw]
+    v_win = F.pad(v, (0, 0, half, half)).unfold(2, window_size, 1)  # [B, Nh, T, Dh, Nw]
+    scores = torch.einsum("bhtd,bhtdw->bhtw", q, k_win) / math.sqrt(head_dim)  # [B, Nh, T, Nw]
     key_idx = torch.arange(seq_len, device=q.device)[:, None] + torch.arange(-half, half + 1, device=q.device)
-    outside = (key_idx < 0) | (key_idx >= seq_len)  # [T, W]; never a whole row: a position sees itself
-    attn = scores.masked_fill(outside, float("-inf")).softmax(dim=-1)  # [B, H, T, W]
-    return torch.einsum("bhtw,bhtdw->bhtd", attn, v_win)  # [B, H, T, d]
+    outside = (key_idx < 0) | (key_idx >= seq_len)  # [T, Nw]; never a whole row: a position sees itself
+    attn = scores.masked_fill(outside, float("-inf")).softmax(dim=-1)  # [B, Nh, T, Nw]
+    return torch.einsum("bhtw,bhtdw->bhtd", attn, v_win)  # [B, Nh, T, Dh]
 
 
 class LocalSelfAttention(nn.Module):
@@ -69,8 +69,8 @@ class LocalSelfAttention(nn.Module):
         batch, dim = x.shape[:2]
         q, k, v = (proj(norm(conv(x))) for conv, norm, proj in zip(self.convs, self.norms, self.projs))  # [B, D, T']
         heads = [t.reshape(batch, self.num_heads, dim // self.num_heads, -1).transpose(2, 3)
-                 for t in (q, k, v)]  # 3 x [B, H, T', d]
-        out = local_attention(*heads, window_size=self.window_size)  # [B, H, T', d]
+                 for t in (q, k, v)]  # 3 x [B, Nh, T', Dh]
+        out = local_attention(*heads, window_size=self.window_size)  # [B, Nh, T', Dh]
         out = out.transpose(2, 3).reshape(batch, dim, -1)  # [B, D, T']
         return self.dropout(self.out(out))
 

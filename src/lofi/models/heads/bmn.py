@@ -40,7 +40,7 @@ def bm_matrix(num_snippets: int, max_duration_snippets: int, *, num_samples: int
     ``prop_boundary_ratio``, 0.5). ``N * samples_per_bin`` points are spread evenly over it, ends included; each
     of the ``N = num_samples`` outputs is the mean of ``samples_per_bin`` consecutive linearly interpolated
     points (features outside the window count as 0). ``cell_index`` is ``d * T + ts`` over the valid cells. BMN's
-    ``[T, N x D x T]`` sample mask is this matrix scattered to all cells and transposed.
+    ``[T, N x Dmax x T]`` sample mask is this matrix scattered to all cells and transposed.
     """
     if num_samples < 1 or samples_per_bin < 1 or context_ratio < 0:
         raise ValueError(f"bm_matrix: need num_samples >= 1, samples_per_bin >= 1, context_ratio >= 0; got "
@@ -135,10 +135,10 @@ class BMNHead(MapGridMixin, ClassBranchMixin, TALHead):
     def forward(self, features: torch.Tensor) -> DurationStartMapOutputs:
         check_features(features, self.in_dim, 1, "BMNHead")
         valid_mask, _ = self.map_grid(features.shape[2])
-        base = self.base(features)  # [B, D, T] -> [B, H, T]
+        base = self.base(features)  # [B, D, T] -> [B, Dh, T]
         start = torch.sigmoid(self.start_branch(base)).squeeze(1)  # [B, T]
         end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
-        matched = self.boundary_matching(self.proposal_1d(base))  # [B, H, T] -> [B, H3, Dmax, T]
+        matched = self.boundary_matching(self.proposal_1d(base))  # [B, Dh, T] -> [B, Dh3, Dmax, T]
         confidence = torch.sigmoid(self.proposal_2d(matched)) * valid_mask  # [B, 2, Dmax, T]
         return DurationStartMapOutputs(start=start, end=end, confidence=confidence, **self.class_outputs(base))
 

@@ -199,12 +199,12 @@ class GTADHead(MapGridMixin, ClassBranchMixin, TALHead):
     def forward(self, features: torch.Tensor) -> StartEndMapOutputs:
         check_features(features, self.in_dim, self.k, "GTADHead")
         valid_mask, _ = self.map_grid(features.shape[2])
-        base = self.stem(features)  # [B, D, T] -> [B, H, T]
+        base = self.stem(features)  # [B, D, T] -> [B, Dh, T]
         start = torch.sigmoid(self.start_branch(base)).squeeze(1)  # [B, T]
         end = torch.sigmoid(self.end_branch(base)).squeeze(1)  # [B, T]
-        deep = self.backbone(base)  # [B, H, T]
-        context = gather_neighbours(deep, knn_indices(deep, self.k)).mean(dim=-1)  # [B, H, T] semantic context
-        aligned = self.align(torch.cat([deep, context], dim=1))  # [B, 2H, T] -> [B, A, T, T]
+        deep = self.backbone(base)  # [B, Dh, T]
+        context = gather_neighbours(deep, knn_indices(deep, self.k)).mean(dim=-1)  # [B, Dh, T] semantic context
+        aligned = self.align(torch.cat([deep, context], dim=1))  # [B, 2Dh, T] -> [B, A, T, T]
         confidence = torch.sigmoid(self.matching(aligned)) * valid_mask  # [B, 2, T, T]
         return StartEndMapOutputs(start=start, end=end, confidence=confidence, **self.class_outputs(base))
 

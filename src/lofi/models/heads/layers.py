@@ -82,7 +82,7 @@ class ClassBranchMixin:
                                                     hidden_dim=video_hidden_dim)
 
     def class_outputs(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``features [B, H, T]`` -> ``{"snippet_logits": [B, C, T]}`` or ``{"video_logits": [B, C]}``."""
+        """``features [B, Dh, T]`` -> ``{"snippet_logits": [B, C, T]}`` or ``{"video_logits": [B, C]}``."""
         if self.proposal_labels == "snippet":
             return {"snippet_logits": self.snippet_classifier(features)}  # [B, C, T]
         return {"video_logits": self.video_classifier(features)}  # [B, C]
