@@ -4,7 +4,7 @@ from typing import Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__", "create_model"]
+__all__ = ["__version__", "create_model", "load_config"]
 
 
 def __getattr__(name: str) -> Any:
@@ -13,4 +13,8 @@ def __getattr__(name: str) -> Any:
         from lofi.models import create_model
 
         return create_model
+    if name == "load_config":  # every check, the model registry's included (lofi.runtime.configs)
+        from lofi.runtime.configs import load_run_config
+
+        return load_run_config
     raise AttributeError(f"module 'lofi' has no attribute {name!r}")

@@ -111,10 +111,10 @@ def _with_skip_invalid(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from lofi.config import load_config
+    from lofi.runtime.configs import load_run_config
     from lofi.train import commands
 
-    config = load_config(args.config, _with_skip_invalid(args))
+    config = load_run_config(args.config, _with_skip_invalid(args))
     resume = not args.no_resume
     if args.command == "pretrain":
         print(f"stage 1 encoder: {commands.pretrain(config, resume=resume)}")

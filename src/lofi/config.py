@@ -24,9 +24,11 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
+import numpy as np
 import yaml
+from numpy.typing import ArrayLike
 
 OptimizerName = Literal["sgd", "adamw"]
 LRSchedule = Literal["step", "cosine"]
@@ -126,6 +128,55 @@ def _is_optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
+# -- tIoU thresholds (eval.tiou; lofi.eval uses the same parser) -------------------------------------------------
+#: The ActivityNet thresholds: 0.50, 0.55, ..., 0.95 (exactly the official ``np.linspace(0.5, 0.95, 10)``).
+ACTIVITYNET_TIOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, 10)
+#: The THUMOS14 thresholds used by ActionFormer and most papers.
+THUMOS14_TIOU_THRESHOLDS: np.ndarray = np.array([0.3, 0.4, 0.5, 0.6, 0.7])
+_NAMED_THRESHOLDS: Mapping[str, np.ndarray] = {
+    "activitynet": ACTIVITYNET_TIOU_THRESHOLDS,
+    "anet": ACTIVITYNET_TIOU_THRESHOLDS,
+    "hacs": ACTIVITYNET_TIOU_THRESHOLDS,
+    "thumos14": THUMOS14_TIOU_THRESHOLDS,
+    "thumos": THUMOS14_TIOU_THRESHOLDS,
+}
+
+
+def parse_tiou_thresholds(text: str) -> np.ndarray:
+    """Thresholds from ``"0.5:0.95:0.05"`` (start:stop:step, stop included), ``"0.3,0.4,0.5"``, or a name
+    (``"activitynet"``, ``"thumos14"``). ``"0.5:0.95:0.05"`` is exactly ``np.linspace(0.5, 0.95, 10)``."""
+    spec = str(text).strip().lower()
+    if spec in _NAMED_THRESHOLDS:
+        return _NAMED_THRESHOLDS[spec].copy()
+    try:
+        if ":" in spec:
+            parts = [float(p) for p in spec.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            if abs(start + (count - 1) * step - stop) > 1e-9 * max(1.0, abs(stop)):
+                raise ValueError
+            values = np.linspace(start, stop, count)
+        else:
+            values = np.array([float(p) for p in spec.split(",") if p.strip()], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"tIoU thresholds {text!r}: expected start:stop:step (e.g. 0.5:0.95:0.05, stop "
+                         f"reached by whole steps), a comma list (0.3,0.4,0.5), or one of "
+                         f"{', '.join(_NAMED_THRESHOLDS)}") from None
+    return check_thresholds(values)
+
+
+def check_thresholds(values: ArrayLike) -> np.ndarray:
+    """tIoU thresholds as a float64 ``[K]`` array; ValueError unless there is at least one, each in (0, 1]."""
+    thresholds = np.asarray(values, dtype=np.float64).reshape(-1)
+    if thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
+        raise ValueError(f"tIoU thresholds {thresholds.tolist()}: need at least one, each in (0, 1]")
+    return thresholds
+
+
 # -- the tree -----------------------------------------------------------------------------------------------------
 @dataclass
 class WindowConfig(_Checked):
@@ -175,17 +226,6 @@ class ModelConfig(_Checked):
     head_options: dict[str, Any] = field(default_factory=dict)
     encoder_weights: str | None = None  # a local checkpoint (TSM release, torchvision or lofi layout)
 
-    def encoder_kwargs(self) -> dict[str, Any]:
-        """The keyword options of the selected encoder (``encoder_options`` in either form)."""
-        from lofi.models.options import selected_options  # torch: only when a model is about to be built
-
-        return selected_options(self.encoder_options, kind="encoder", name=self.encoder, key="model.encoder_options")
-
-    def head_kwargs(self) -> dict[str, Any]:
-        """The keyword options of the selected head (``head_options`` in either form)."""
-        from lofi.models.options import selected_options
-
-        return selected_options(self.head_options, kind="head", name=self.head, key="model.head_options")
 
 
 @dataclass
@@ -376,13 +416,30 @@ def _read_yaml(source: str | os.PathLike) -> tuple[dict[str, Any], str]:
     return data, origin
 
 
-def load_config(source: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+class KeyedCheckError(ValueError):
+    """Raised by a :data:`ConfigCheck`: ``key`` is the dotted config key at fault, so the message can say where
+    it was set."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+#: A check that needs more than this module (the model registry, in ``lofi.runtime.configs``): it raises a
+#: :class:`KeyedCheckError` for a bad value. Layers above pass theirs to :func:`load_config`; this module imports
+#: nothing of lofi but ``errors``.
+ConfigCheck = Callable[["RunConfig"], None]
+
+
+def load_config(source: str | os.PathLike | None = None, overrides: Sequence[str] = (), *,
+                checks: Sequence[ConfigCheck] = ()) -> RunConfig:
     """The run config of YAML file (or preset name) ``source`` (None: the defaults), with ``overrides``
     (``"train.optim.lr=0.05"``; values are YAML: ``null``, ``true``, ``[1, 2]``, ``1e-3``) applied on top.
 
-    Everything is checked before it returns: keys, types and ranges here, then :func:`check_run_config` (``eval.tiou``,
-    the model names and their options). A mistake is a :class:`ConfigError` that names where the value was set (the
-    file, or the override) and its dotted key."""
+    Keys, types, ranges and ``eval.tiou`` are checked here, then each of ``checks``. A mistake is a
+    :class:`ConfigError` that names where the value was set (the file, or the override) and its dotted key. To
+    check the model names and options too, load with :func:`lofi.load_config` (``lofi.runtime.configs``), as the
+    command line does."""
     data, origin = ({}, "<defaults>") if source is None else _read_yaml(source)
     origins = _Origins(origin)
     for item in overrides:
@@ -396,31 +453,26 @@ def load_config(source: str | os.PathLike | None = None, overrides: Sequence[str
         _set_dotted(data, key.strip(), parsed, origin=f"override {item!r}")
         origins.set(key.strip(), f"override {item!r}")
     config = _build(RunConfig, data, prefix="", origins=origins)
-    _check_with_packages(config, origins)
+    _run_checks(config, checks, origins)
     return config
 
 
-def check_run_config(config: RunConfig, *, origin: str = "config") -> None:
-    """The checks that need other packages, which :func:`load_config` runs before any work: ``eval.tiou`` parses,
-    ``model.encoder`` and ``model.head`` are registered, and every entry of their options binds to its builder's
-    signature (:func:`lofi.models.options.check_model_options`). For a config built in code; ``origin`` starts the
-    messages. The field ranges need no call: each section checks them when it is constructed."""
-    _check_with_packages(config, _Origins(origin))
+def check_run_config(config: RunConfig, *, checks: Sequence[ConfigCheck] = (), origin: str = "config") -> None:
+    """:func:`load_config`'s checks on a config built in code (``eval.tiou``, then ``checks``); ``origin`` starts
+    the messages. The field ranges need no call: each section checks them when it is constructed."""
+    _run_checks(config, checks, _Origins(origin))
 
 
-def _check_with_packages(config: RunConfig, origins: _Origins) -> None:
-    # imported here, not at the top: reading a config alone never imports torch; this imports it once (~1.5 s)
-    from lofi.eval.detection import parse_tiou_thresholds
-    from lofi.models.options import OptionError, check_model_options
-
+def _run_checks(config: RunConfig, checks: Sequence[ConfigCheck], origins: _Origins) -> None:
     try:
         parse_tiou_thresholds(config.eval.tiou)
     except ValueError as exc:
         raise ConfigError(f"{origins.of('eval.tiou')}: eval.tiou: {exc}") from None
-    try:
-        check_model_options(config.model, prefix="model.")
-    except OptionError as exc:
-        raise ConfigError(f"{origins.of(exc.key)}: {exc}") from None
+    for check in checks:
+        try:
+            check(config)
+        except KeyedCheckError as exc:
+            raise ConfigError(f"{origins.of(exc.key)}: {exc}") from None
 
 
 class _Origins:
@@ -448,7 +500,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any, *, origin: str) -> N
     parts = key.split(".")
     node = data
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
+        child = node.get(part)
+        if child is None:  # absent, or an optional section set to null (data.windows): start it from its defaults
+            child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"{origin}: {'.'.join(parts[:i + 1])} is a value, not a section")
         node = child

@@ -53,3 +53,14 @@ def test_bad_file_is_named(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="no such config file, and not a preset"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_a_dotted_override_starts_a_null_optional_section(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  windows: null\nfidelity:\n  num_snippets: 64\n")
+    assert load_config(path).data.windows is None
+    windows = load_config(path, ["data.windows.snippets_per_sec=3", "data.windows.stride_snippets=32"]).data.windows
+    assert windows is not None and (windows.snippets_per_sec, windows.stride_snippets) == (3.0, 32)
+    assert windows.min_inside_fraction == 0.5  # the rest from the section's defaults
+    with pytest.raises(ConfigError, match="fidelity.num_snippets is a value, not a section"):
+        load_config(path, ["fidelity.num_snippets.x=3"])

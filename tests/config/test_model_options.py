@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 import lofi
-from lofi.config import ConfigError, ModelConfig, list_presets, load_config
+from lofi import load_config  # every check, the model options included
+from lofi.config import ConfigError, ModelConfig, list_presets
 from lofi.models import count_parameters, create_encoder, create_head, list_models
-from lofi.models.options import HEAD_INPUTS, option_parameters
+from lofi.models.options import HEAD_INPUTS, encoder_kwargs, head_kwargs, option_parameters
 
 HEADS = [entry.name for entry in list_models("head")]
 ENCODERS = [entry.name for entry in list_models("encoder")]
@@ -29,7 +30,7 @@ PER_HEAD = ("model.head_options={gtad: {hidden_dim: 32, align_dim: 32, map_dim: 
 @pytest.mark.parametrize("head", HEADS)
 def test_every_preset_loads_with_every_registered_head(preset, head):  # its speed: benchmarks/postprocess.py
     config = load_config(preset, [f"model.head={head}"])
-    assert config.model.head == head and config.model.head_kwargs() == {}
+    assert config.model.head == head and head_kwargs(config.model) == {}
 
 
 def test_switching_the_synthetic_preset_to_gtad():
@@ -41,8 +42,8 @@ def test_switching_the_synthetic_preset_to_gtad():
 def test_options_kept_per_head_follow_the_selected_head(head):
     config = load_config("synthetic", [PER_HEAD, f"model.head={head}"])
     expected = config.model.head_options[head]
-    assert config.model.head_kwargs() == expected
-    built = create_head(head, in_dim=32, num_classes=3, num_snippets=16, **config.model.head_kwargs())
+    assert head_kwargs(config.model) == expected
+    built = create_head(head, in_dim=32, num_classes=3, num_snippets=16, **head_kwargs(config.model))
     default = create_head(head, in_dim=32, num_classes=3, num_snippets=16)
     assert count_parameters(built) < count_parameters(default)  # the small widths reached the builder
 
@@ -50,13 +51,13 @@ def test_options_kept_per_head_follow_the_selected_head(head):
 def test_a_head_without_an_entry_gets_its_defaults(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model:\n  head: bmn\n  head_options:\n    gtad: {hidden_dim: 64}\n")
-    assert load_config(path).model.head_kwargs() == {}
-    assert load_config(path, ["model.head=gtad"]).model.head_kwargs() == {"hidden_dim": 64}
+    assert head_kwargs(load_config(path).model) == {}
+    assert head_kwargs(load_config(path, ["model.head=gtad"]).model) == {"hidden_dim": 64}
 
 
 def test_flat_options_of_the_selected_head_still_work():
     config = load_config("synthetic", ["model.head=gtad", "model.head_options={hidden_dim: 32, groups: 4}"])
-    assert config.model.head_kwargs() == {"hidden_dim": 32, "groups": 4}
+    assert head_kwargs(config.model) == {"hidden_dim": 32, "groups": 4}
 
 
 def test_flat_options_of_another_head_stop_with_the_per_head_form(tmp_path):
@@ -89,7 +90,7 @@ def test_a_renamed_option_stops_with_its_new_name(head):
     assert ("model.head_options.max_duration: 'max_duration' was renamed 'max_duration_snippets' (the same value, "
             "with its unit in the name); write model.head_options: {max_duration_snippets: 8}") in str(info.value)
     config = load_config("synthetic", [f"model.head={head}", "model.head_options={max_duration_snippets: 8}"])
-    assert config.model.head_kwargs() == {"max_duration_snippets": 8}
+    assert head_kwargs(config.model) == {"max_duration_snippets": 8}
 
 
 def test_an_entry_of_a_head_not_selected_is_checked_too():
@@ -132,10 +133,10 @@ def test_bad_model_names_and_options_are_named(override, message):
 
 def test_encoder_options_in_either_form():
     flat = load_config("synthetic", ["model.encoder_options={frozen_stages: 2, width: 0.5}"])
-    assert flat.model.encoder_kwargs() == {"frozen_stages": 2, "width": 0.5}
+    assert encoder_kwargs(flat.model) == {"frozen_stages": 2, "width": 0.5}
     per_model = ModelConfig(encoder="r2plus1d_18", encoder_options={"tsm_resnet18": {"shift_div": 4},
                                                                     "r2plus1d_18": {"frozen_stages": 1}})
-    assert per_model.encoder_kwargs() == {"frozen_stages": 1}
+    assert encoder_kwargs(per_model) == {"frozen_stages": 1}
 
 
 @pytest.mark.parametrize("kind, name", [(e.kind, e.name) for e in list_models()])
@@ -183,3 +184,16 @@ def test_lofi_run_with_a_head_switch_gets_past_the_config(tmp_path):
                       f"data.annotations={tmp_path / 'absent.json'}", "-o", f"out_dir={tmp_path / 'runs'}")
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"lofi run: {tmp_path / 'absent.json'}: annotation file not found")
+
+
+def test_the_model_checks_come_from_above_the_config_layer():
+    """``lofi.config`` alone checks keys, types and ranges; ``lofi.load_config`` adds the registry's checks, with the
+    message still naming the override that set the value."""
+    import lofi.config
+
+    assert lofi.config.load_config(None, ["model.head=gtda"]).model.head == "gtda"  # no registry below models
+    with pytest.raises(ConfigError, match=r"override 'model.head=gtda': model.head: unknown head 'gtda'; did you "
+                                          r"mean 'gtad'\?"):
+        load_config(None, ["model.head=gtda"])
+    with pytest.raises(ConfigError, match=r"eval.tiou"):
+        lofi.config.load_config(None, ["eval.tiou=0.5:0.4:0.1"])  # the tIoU parser lives in lofi.config

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lofi.config import ConfigError, load_config, parse_yaml, save_config
+from lofi import load_config
+from lofi.config import ConfigError, parse_yaml, save_config
+from lofi.models.options import head_kwargs
 
 
 @pytest.mark.parametrize("text, number", [
@@ -40,7 +42,7 @@ def test_exponent_numbers_in_a_file_and_in_overrides(tmp_path):
 
 def test_exponent_numbers_inside_model_options():
     config = load_config("synthetic", ["model.head_options={actionformer: {dropout: 1e-1, prior_prob: 1E-2}}"])
-    assert config.model.head_kwargs() == {"dropout": pytest.approx(0.1), "prior_prob": pytest.approx(0.01)}
+    assert head_kwargs(config.model) == {"dropout": pytest.approx(0.1), "prior_prob": pytest.approx(0.01)}
 
 
 def test_a_quoted_number_is_still_text_where_text_is_expected():

@@ -31,22 +31,11 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lofi.config import (ACTIVITYNET_TIOU_THRESHOLDS, THUMOS14_TIOU_THRESHOLDS, check_thresholds,  # noqa: F401
+                         parse_tiou_thresholds)
 from lofi.data.annotations import AnnotationSet, Detection
 from lofi.data.detection_table import DetectionTable
 from lofi.eval.tiou import paired_tiou
-
-#: The ActivityNet thresholds: 0.50, 0.55, ..., 0.95 (exactly the official ``np.linspace(0.5, 0.95, 10)``).
-ACTIVITYNET_TIOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, 10)
-#: The THUMOS14 thresholds used by ActionFormer and most papers.
-THUMOS14_TIOU_THRESHOLDS: np.ndarray = np.array([0.3, 0.4, 0.5, 0.6, 0.7])
-
-_NAMED_THRESHOLDS: Mapping[str, np.ndarray] = {
-    "activitynet": ACTIVITYNET_TIOU_THRESHOLDS,
-    "anet": ACTIVITYNET_TIOU_THRESHOLDS,
-    "hacs": ACTIVITYNET_TIOU_THRESHOLDS,
-    "thumos14": THUMOS14_TIOU_THRESHOLDS,
-    "thumos": THUMOS14_TIOU_THRESHOLDS,
-}
 
 
 @dataclass(frozen=True)
@@ -98,39 +87,6 @@ class DetectionResult:
         return "\n".join(lines)
 
 
-def parse_tiou_thresholds(text: str) -> np.ndarray:
-    """Thresholds from ``"0.5:0.95:0.05"`` (start:stop:step, stop included), ``"0.3,0.4,0.5"``, or a name
-    (``"activitynet"``, ``"thumos14"``). ``"0.5:0.95:0.05"`` is exactly ``np.linspace(0.5, 0.95, 10)``."""
-    spec = str(text).strip().lower()
-    if spec in _NAMED_THRESHOLDS:
-        return _NAMED_THRESHOLDS[spec].copy()
-    try:
-        if ":" in spec:
-            parts = [float(p) for p in spec.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, step = parts
-            if step <= 0 or stop < start:
-                raise ValueError
-            count = int(round((stop - start) / step)) + 1
-            if abs(start + (count - 1) * step - stop) > 1e-9 * max(1.0, abs(stop)):
-                raise ValueError
-            values = np.linspace(start, stop, count)
-        else:
-            values = np.array([float(p) for p in spec.split(",") if p.strip()], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"tIoU thresholds {text!r}: expected start:stop:step (e.g. 0.5:0.95:0.05, stop "
-                         f"reached by whole steps), a comma list (0.3,0.4,0.5), or one of "
-                         f"{', '.join(_NAMED_THRESHOLDS)}") from None
-    return check_thresholds(values)
-
-
-def check_thresholds(values: ArrayLike) -> np.ndarray:
-    """tIoU thresholds as a float64 ``[K]`` array; ValueError unless there is at least one, each in (0, 1]."""
-    thresholds = np.asarray(values, dtype=np.float64).reshape(-1)
-    if thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
-        raise ValueError(f"tIoU thresholds {thresholds.tolist()}: need at least one, each in (0, 1]")
-    return thresholds
 
 
 def evaluated_set(ground_truth: AnnotationSet, subset: str | None) -> AnnotationSet:

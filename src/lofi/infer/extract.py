@@ -28,6 +28,7 @@ from lofi.data.batches import iter_batches
 from lofi.data.features import feature_path, write_features
 from lofi.data.windows import VideoWindowDataset, collate_windows
 from lofi.models.encoders.base import normalize_frames
+from lofi.models.options import encoder_kwargs
 from lofi.runtime.builders import build_encoder, frame_cache
 from lofi.runtime.context import RunContext
 from lofi.runtime.distributed import barrier
@@ -95,7 +96,7 @@ def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Pa
 
 def _meta(context: RunContext, encoder_weights: str | Path | None, full: Fidelity) -> dict:
     config = context.config
-    return {"encoder": config.model.encoder, "encoder_options": config.model.encoder_kwargs(),
+    return {"encoder": config.model.encoder, "encoder_options": encoder_kwargs(config.model),
             "encoder_weights": str(encoder_weights) if encoder_weights else None,
             "encoder_weights_sha256": _digest(encoder_weights) if encoder_weights else None,
             "num_snippets": full.num_snippets, "frame_size_px": full.frame_size_px,

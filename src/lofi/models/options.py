@@ -8,12 +8,12 @@
   switches heads with nothing else to change.
 
 The keys tell the forms apart: per model when every key is a registered name of that kind. A mapping that mixes
-names and options is an error. :func:`check_model_options` (run by :func:`lofi.config.load_config`) checks the
+names and options is an error. :func:`check_model_options` (run by :func:`lofi.load_config`) checks the
 names and every entry, selected or not: each option must be a keyword of the builder (for a builder that takes
 ``**options``, of the class its return annotation names, less ``ModelEntry.fixed_options``), not one that lofi
 passes itself (a head's ``in_dim``, ``num_classes``, ``num_snippets``), and of the annotated type where the type is
 a plain one (numbers, booleans, strings, ``Literal``, ``None``). Builders read the selected entry with
-:func:`selected_options` (``ModelConfig.encoder_kwargs()`` / ``head_kwargs()``).
+:func:`encoder_kwargs` / :func:`head_kwargs`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
-from lofi.config import coerce_value
+from lofi.config import KeyedCheckError, coerce_value
 from lofi.models.registry import Kind, get_entry, list_models
 
 if TYPE_CHECKING:
@@ -41,12 +41,8 @@ _OPTION_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYW
 RENAMED_OPTIONS: dict[str, str] = {"max_duration": "max_duration_snippets"}
 
 
-class OptionError(ValueError):
+class OptionError(KeyedCheckError):
     """A model name or option is wrong; ``key`` is the dotted config key where it was found."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 @functools.cache
@@ -82,6 +78,16 @@ def selected_options(options: Mapping[str, Any], *, kind: Kind, name: str, key: 
     if entries is None:
         return dict(options)
     return dict(entries.get(name) or {})
+
+
+def encoder_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """The keyword options of the selected encoder (``model.encoder_options`` in either form)."""
+    return selected_options(model.encoder_options, kind="encoder", name=model.encoder, key="model.encoder_options")
+
+
+def head_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """The keyword options of the selected head (``model.head_options`` in either form)."""
+    return selected_options(model.head_options, kind="head", name=model.head, key="model.head_options")
 
 
 def check_model_options(model: ModelConfig, *, prefix: str = "model.") -> None:

@@ -11,6 +11,7 @@ from lofi.core.fidelity import Fidelity
 from lofi.data.frame_cache import FrameCache
 from lofi.io import atomic_torch_save
 from lofi.models import Detector, create_encoder, create_model
+from lofi.models.options import encoder_kwargs, head_kwargs
 from lofi.runtime.context import RunContext
 from lofi.runtime.distributed import barrier
 
@@ -21,7 +22,7 @@ def build_encoder(context: RunContext, weights: str | Path | None, **options: ob
 
     Built by the public :func:`lofi.models.create_encoder` (the encoder half of :func:`lofi.create_model`)."""
     model_config = context.config.model
-    return create_encoder(model_config.encoder, weights=weights, **{**model_config.encoder_kwargs(), **options})
+    return create_encoder(model_config.encoder, weights=weights, **{**encoder_kwargs(model_config), **options})
 
 
 def build_detector(context: RunContext, encoder_weights: str | Path | None) -> Detector:
@@ -31,7 +32,7 @@ def build_detector(context: RunContext, encoder_weights: str | Path | None) -> D
     frozen_bn = {"frozen_bn": True} if context.config.train.frozen_bn else {}
     return create_model(encoder=model.encoder, head=model.head, num_classes=len(context.classes),
                         num_snippets=context.config.fidelity.num_snippets,
-                        encoder_options={**model.encoder_kwargs(), **frozen_bn}, head_options=model.head_kwargs(),
+                        encoder_options={**encoder_kwargs(model), **frozen_bn}, head_options=head_kwargs(model),
                         encoder_weights=encoder_weights)
 
 

@@ -35,6 +35,7 @@ from lofi import __version__
 from lofi.config import RunConfig, config_to_dict, save_config
 from lofi.errors import UserError
 from lofi.io import atomic_write
+from lofi.models.options import encoder_kwargs, head_kwargs
 
 IDENTITY_FILE = "identity.json"
 STAGE_CONFIG_FILE = "config.yaml"
@@ -161,8 +162,8 @@ def stage_identity(stage: str, config: RunConfig, inputs: Mapping[str, str] | No
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGE_KEYS)}")
     tree = config_to_dict(config)
     # only the selected models' options count (options may be kept per model name)
-    tree["model"] = {**tree["model"], "encoder_options": config.model.encoder_kwargs(),
-                     "head_options": config.model.head_kwargs()}
+    tree["model"] = {**tree["model"], "encoder_options": encoder_kwargs(config.model),
+                     "head_options": head_kwargs(config.model)}
     if tree["data"]["windows"] is None:  # unset: left out, so identities recorded before the key existed still match
         del tree["data"]["windows"]
     flat = flatten(tree)

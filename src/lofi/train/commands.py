@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from lofi.config import RunConfig, load_config
+from lofi.config import RunConfig
+from lofi.runtime.configs import load_run_config
 from lofi.runtime import distributed
 from lofi.runtime.context import RunContext, make_context
 
@@ -168,7 +169,7 @@ def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Se
     print(report.format())
     if not report.ok:
         return 1
-    config = load_config("synthetic", [f"data.annotations={data_dir / 'annotations.json'}",
+    config = load_run_config("synthetic", [f"data.annotations={data_dir / 'annotations.json'}",
                                        f"data.videos={data_dir / 'videos'}", f"data.cache_dir={out / 'cache'}",
                                        f"out_dir={out / 'runs'}", f"seed={seed}", *overrides])
     with run_context(config, progress=progress) as context:

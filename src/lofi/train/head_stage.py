@@ -26,6 +26,7 @@ from lofi.eval.report import detection_metrics_json, write_metrics_json
 from lofi.infer.predict import finish_predictions, predict_features, write_raw
 from lofi.io import atomic_torch_save
 from lofi.models import create_head
+from lofi.models.options import head_kwargs
 from lofi.postprocess import PostprocessConfig
 from lofi.runtime.context import RunContext
 from lofi.runtime.distributed import barrier
@@ -133,7 +134,7 @@ def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, r
     feature_dim = int(train_set[0]["features"].shape[0])
     seed_everything(config.seed)  # the same initial weights on every run and every process
     head = create_head(config.model.head, in_dim=feature_dim, num_classes=len(context.classes),
-                       num_snippets=config.fidelity.num_snippets, **config.model.head_kwargs()).to(context.device)
+                       num_snippets=config.fidelity.num_snippets, **head_kwargs(config.model)).to(context.device)
     optimizer = build_optimizer(head.parameters(), optim)
     sampler = single_fidelity_sampler(num_items=len(train_set), batch_size=context.batch_per_rank(optim),
                                       shuffle=True, seed=config.seed, rank=context.rank,

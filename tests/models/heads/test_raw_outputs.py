@@ -18,6 +18,7 @@ from lofi.core.raw_outputs import (RAW_OUTPUT_TYPES, DurationStartMapOutputs, Po
 from lofi.core.targets import SegmentTargets
 from lofi.models import create_head, list_models
 from lofi.postprocess.decode import DECODERS, decode_outputs, decode_raw
+from lofi.models.options import encoder_kwargs, head_kwargs
 from lofi.runtime.builders import build_detector, build_encoder
 
 HEADS = [entry.name for entry in list_models("head")]
@@ -106,8 +107,8 @@ def test_training_builds_the_model_users_build_with_create_model():
     frozen_bn = {"frozen_bn": True} if config.train.frozen_bn else {}
     public = lofi.create_model(encoder="tsm_resnet18_slim", head="actionformer", num_classes=2,
                                num_snippets=config.fidelity.num_snippets,
-                               encoder_options={**config.model.encoder_kwargs(), **frozen_bn},
-                               head_options=config.model.head_kwargs())
+                               encoder_options={**encoder_kwargs(config.model), **frozen_bn},
+                               head_options=head_kwargs(config.model))
     assert type(built) is type(public)
     mine, theirs = built.state_dict(), public.state_dict()
     assert list(mine) == list(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)
