@@ -89,6 +89,27 @@ def window_cores(starts: list[int], *, window_snippets: int, num_snippets_video:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def window_spans(num_snippets_video: int, *, window_snippets: int, stride_snippets: int, snippet_sec: float,
+                 merge: str = "center") -> list[WindowSpan]:
+    """The windows over a video of ``num_snippets_video`` snippets of ``snippet_sec``: placed by
+    :func:`window_starts`, each owning its :func:`window_cores` span with ``merge="center"`` (all of itself with
+    ``"all"``)."""
+    if merge not in ("center", "all"):
+        raise ValueError(f"merge must be 'center' or 'all', got {merge!r}")
+    starts = window_starts(num_snippets_video, window_snippets=window_snippets, stride_snippets=stride_snippets)
+    cores = window_cores(starts, window_snippets=window_snippets, num_snippets_video=num_snippets_video)
+    return [WindowSpan(start, window_snippets, snippet_sec, core if merge == "center" else None)
+            for start, core in zip(starts, cores)]
+
+
+def cut_window(features: torch.Tensor, span: WindowSpan) -> torch.Tensor:
+    """The window ``span`` of a video's features ``[D, T]`` -> ``[D, L]``, zeros past the video's last snippet."""
+    out = features.new_zeros(features.shape[0], span.num_snippets)  # [D, L]
+    stop = min(int(features.shape[1]), span.start_snippet + span.num_snippets)
+    out[:, :stop - span.start_snippet] = features[:, span.start_snippet:stop]
+    return out
+
+
 def clip_to_window(segments_snippets: torch.Tensor, labels: torch.Tensor, *, start_snippet: int,
                    window_snippets: int, min_inside_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Ground truth of one window: ``segments_snippets`` ``[N, 2]`` (in snippets of the video) -> ``([M, 2]``
@@ -105,4 +126,5 @@ def clip_to_window(segments_snippets: torch.Tensor, labels: torch.Tensor, *, sta
     return ((clipped - start_snippet) / window_snippets).to(torch.float32), labels.reshape(-1)[keep]
 
 
-__all__ = ["WindowSpan", "clip_to_window", "video_num_snippets", "window_cores", "window_starts"]
+__all__ = ["WindowSpan", "clip_to_window", "cut_window", "video_num_snippets", "window_cores", "window_spans",
+           "window_starts"]

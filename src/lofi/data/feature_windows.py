@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lofi.core.targets import SegmentTargets
-from lofi.core.windows import WindowSpan, clip_to_window, window_cores, window_starts
+from lofi.core.windows import WindowSpan, clip_to_window, cut_window, window_spans
 from lofi.data.annotations import AnnotationSet
 from lofi.data.features import feature_path, find_feature_file, read_feature_file
 from lofi.data.windows import label_indices
@@ -95,10 +95,8 @@ class FeatureWindowDataset(Dataset):
             self.durations_sec[video_id] = float(duration)
             snippet_sec = float(meta.get("snippet_sec", 1.0 / self.snippets_per_sec))
             self.snippets_sec[video_id] = snippet_sec
-            starts = window_starts(num_snippets, window_snippets=window_snippets, stride_snippets=stride_snippets)
-            cores = window_cores(starts, window_snippets=window_snippets, num_snippets_video=num_snippets)
-            for start, core in zip(starts, cores):
-                span = WindowSpan(start, window_snippets, snippet_sec, core if merge == "center" else None)
+            for span in window_spans(num_snippets, window_snippets=window_snippets, stride_snippets=stride_snippets,
+                                     snippet_sec=snippet_sec, merge=merge):
                 self.windows.append(_Window(index, span))
 
     def _header(self, video_id: str) -> tuple[torch.Tensor, dict]:
@@ -125,10 +123,8 @@ class FeatureWindowDataset(Dataset):
         window = self.windows[index]
         video_id = self.video_ids[window.video_index]
         features, _ = self._header(video_id)  # [D, T]
-        span, num_snippets = window.span, features.shape[1]
-        out = features.new_zeros(features.shape[0], span.num_snippets)  # [D, T]
-        stop = min(num_snippets, span.start_snippet + span.num_snippets)
-        out[:, :stop - span.start_snippet] = features[:, span.start_snippet:stop]
+        span = window.span
+        out = cut_window(features, span)  # [D, L]
         video = self.annotations[video_id]
         seg_snippets = torch.tensor([[s.start_sec, s.end_sec] for s in video.segments],
                                     dtype=torch.float64).reshape(-1, 2) / span.snippet_sec  # [N, 2] snippets
