@@ -254,6 +254,64 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``lofi detect``'s exit status when it finished but left out videos it could not decode.
+EXIT_SKIPPED = 3
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lofi.infer.model_file import read_model_spec
+    from lofi.train.export import export_run
+
+    path = export_run(args.run_dir, args.output, path=args.path)
+    spec = read_model_spec(path)
+    windows = (f"sliding windows of {spec.num_snippets} snippets at {spec.windows.snippets_per_sec:g}/s"
+               if spec.windows else f"each video as {spec.num_snippets} snippets")
+    print(f"model written to {path} ({path.stat().st_size / 1e6:.1f} MB): {spec.encoder} + {spec.head}, "
+          f"{len(spec.classes)} classes, {windows}, {spec.frame_size_px}px frames")
+    return 0
+
+
+def _float_in_unit(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from lofi.infer.detect_run import run_detect
+    from lofi.infer.detector import Detector
+
+    detector = Detector.load(args.model, device=args.device, batch_size=args.batch_size,
+                             decode_threads=args.decode_threads)
+    ground_truth = None
+    if args.ground_truth:
+        from lofi.data.formats import load_annotations
+
+        ground_truth = load_annotations(args.ground_truth, as_annotated=True).annotations
+
+    def show(result) -> None:
+        if result.ok and not args.output and not args.csv:  # nothing written: the detections go to the terminal
+            best = ", ".join(f"{d.label} {d.start_sec:.1f}-{d.end_sec:.1f}s ({d.score:.2f})"
+                             for d in result.detections[:5])
+            print(f"{result.video_id}: {len(result.detections)} detections{': ' + best if best else ''}")
+
+    summary = run_detect(detector, args.videos, output=args.output, csv_path=args.csv, plots_dir=args.plots,
+                         html_dir=args.html, ground_truth=ground_truth, threshold=args.threshold, top_k=args.top_k,
+                         progress=not args.quiet, on_video=show)
+    done = len(summary.results) - len(summary.skipped)
+    print(f"{done} videos, {sum(len(d) for d in summary.detections.values())} detections in {summary.seconds:.1f} s")
+    for path in summary.written:
+        print(f"wrote {path}")
+    if summary.skipped:
+        print(f"lofi detect: {len(summary.skipped)} of {len(summary.results)} videos skipped (cannot be decoded):",
+              file=sys.stderr)
+        for result in summary.skipped:
+            print(f"  {result.path}: {result.error}", file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lofi", description="Temporal action localization with LoFi training.")
     parser.add_argument("--version", action="version", version=f"lofi {__version__}")
@@ -326,6 +384,30 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--fuse", choices=["multiply", "geometric"], default="multiply",
                       help="with --video-scores: proposal x class score, or its square root (default multiply)")
     post.set_defaults(func=_cmd_postprocess)
+
+    export = commands.add_parser("export", help="a trained run's detector as one model file (safetensors, no pickle)")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (OUT_DIR/NAME, holding stage3_head_*)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="the model file to write (model.lofi)")
+    export.add_argument("--path", choices=("lofi", "frozen"), default="lofi",
+                        help="which detector of the run: the LoFi-tuned encoder (default) or the frozen baseline")
+    export.set_defaults(func=_cmd_export)
+
+    detect = commands.add_parser("detect", help="find the actions in video files with an exported model")
+    detect.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR", help="video files, or folders of them")
+    detect.add_argument("--model", required=True, metavar="FILE", help="a model file (lofi export)")
+    detect.add_argument("--output", metavar="FILE", help="ActivityNet results JSON (lofi evaluate reads it)")
+    detect.add_argument("--csv", metavar="FILE", help="detections as CSV: video_id,label,start_sec,end_sec,score")
+    detect.add_argument("--plots", metavar="DIR", help="a timeline PNG per video")
+    detect.add_argument("--html", metavar="DIR", help="a viewer page: each video beside its detections")
+    detect.add_argument("--ground-truth", metavar="FILE", help="annotations to show beside the detections")
+    detect.add_argument("--threshold", type=_float_in_unit, default=0.0, help="lowest score kept (default 0)")
+    detect.add_argument("--top-k", type=_positive_int, help="most detections kept per video (default: the model's)")
+    detect.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    detect.add_argument("--batch-size", type=_positive_int, default=4,
+                        help="chunks of snippets (or whole videos) per encoder call (default 4)")
+    detect.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoding threads (0: FFmpeg chooses)")
+    detect.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    detect.set_defaults(func=_cmd_detect)
 
     models = commands.add_parser("models", help="list the registered encoders and heads with parameter counts")
     models.add_argument("--in-dim", type=_positive_int, default=512, help="head input channels (default 512)")

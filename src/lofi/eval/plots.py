@@ -241,8 +241,10 @@ def plot_detection_timeline(
     *,
     classes: Sequence[str],
     top_k: int = 20,
+    ground_truth: bool = True,
 ) -> Path:
-    """Ground truth on the top row, then the ``top_k`` best-scored predictions one per row (alpha = score).
+    """Ground truth on the top row (without it when ``ground_truth`` is False: detections of a video nobody
+    annotated), then the ``top_k`` best-scored predictions one per row (alpha = score).
 
     Colours are fixed per class by its index in ``classes``; labels not in ``classes`` are grey. The x axis
     runs from 0 to the video's duration (or to the last segment end when the duration is unknown).
@@ -255,38 +257,42 @@ def plot_detection_timeline(
     duration = video.duration_sec if video.duration_sec else max(ends, default=1.0)
     duration = max(float(duration), 1e-6)
 
-    rows = 1 + len(top)
+    first = 1 if ground_truth else 0  # the row of the best prediction
+    rows = first + len(top)
     fig = Figure(figsize=(10, min(max(2.6, 1.6 + 0.24 * rows), 40)), layout="constrained")
     ax = fig.add_subplot()
     used: dict[str, tuple] = {}
 
-    for seg in video.segments:
+    for seg in video.segments if ground_truth else ():
         c = colors.get(seg.label, grey)
         used.setdefault(seg.label, c)
         ax.broken_barh([(seg.start_sec, seg.end_sec - seg.start_sec)], (-0.4, 0.8), facecolors=c,
                        edgecolors="black", linewidth=0.8)
-    for start, end in video.ignore_regions_sec:
+    for start, end in video.ignore_regions_sec if ground_truth else ():
         ax.broken_barh([(start, end - start)], (-0.4, 0.8), facecolors="none", edgecolors="0.4", hatch="//",
                        linewidth=0.5)
 
-    for i, det in enumerate(top, start=1):
+    for i, det in enumerate(top, start=first):
         c = colors.get(det.label, grey)
         used.setdefault(det.label, c)
         alpha = float(np.clip(det.score, 0.05, 1.0))
         ax.broken_barh([(det.start_sec, det.end_sec - det.start_sec)], (i - 0.35, 0.7), facecolors=[(*c[:3], alpha)],
                        edgecolors=[(*c[:3], 1.0)], linewidth=0.6)
 
-    ax.axhline(0.5, color="black", linewidth=0.8)
+    if ground_truth:
+        ax.axhline(0.5, color="black", linewidth=0.8)
     ax.set_yticks(range(rows))
     fs = 8 if rows <= 25 else 6
-    ax.set_yticklabels(["ground truth"] + [f"#{i} {d.score:.2f}" for i, d in enumerate(top, start=1)], fontsize=fs)
-    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_yticklabels(["ground truth"] * first + [f"#{i} {d.score:.2f}" for i, d in enumerate(top, start=1)],
+                       fontsize=fs)
+    ax.set_ylim(max(rows, 1) - 0.5, -0.5)
     ax.set_xlim(0, duration)
     ax.set_xlabel("time (s)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.set_title(f"{video.video_id}: ground truth ({len(video.segments)}) and top-{len(top)} predictions "
-                 f"of {len(detections)}", fontsize=10)
+    title = (f"ground truth ({len(video.segments)}) and top-{len(top)} predictions of {len(detections)}" if ground_truth
+             else f"top-{len(top)} detections of {len(detections)}")
+    ax.set_title(f"{video.video_id}: {title}", fontsize=10)
     if used:
         order = {label: i for i, label in enumerate(classes)}
         labels = sorted(used, key=lambda s: (order.get(s, len(order)), s))

@@ -13,7 +13,6 @@ cache, and encoded ``L`` snippets at a time (the length the encoder was trained 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -32,13 +31,9 @@ from lofi.models.options import encoder_kwargs
 from lofi.runtime.builders import build_encoder, frame_cache
 from lofi.runtime.context import RunContext
 from lofi.runtime.distributed import barrier
-from lofi.runtime.run_identity import mark_complete, weights_input
+from lofi.runtime.run_identity import file_digest, mark_complete, weights_input
 
 logger = logging.getLogger(__name__)
-
-
-def _digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -98,7 +93,7 @@ def _meta(context: RunContext, encoder_weights: str | Path | None, full: Fidelit
     config = context.config
     return {"encoder": config.model.encoder, "encoder_options": encoder_kwargs(config.model),
             "encoder_weights": str(encoder_weights) if encoder_weights else None,
-            "encoder_weights_sha256": _digest(encoder_weights) if encoder_weights else None,
+            "encoder_weights_sha256": file_digest(encoder_weights) if encoder_weights else None,
             "num_snippets": full.num_snippets, "frame_size_px": full.frame_size_px,
             "frames_per_snippet": config.data.frames_per_snippet, "frame_stride": config.data.frame_stride}
 

@@ -8,6 +8,7 @@ ActivityNet mAP (``metrics.json``, as ``lofi evaluate`` writes it, and its pictu
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from lofi.eval.detection import DetectionResult, parse_tiou_thresholds
 from lofi.eval.plots import write_evaluation_plots
 from lofi.eval.report import detection_metrics_json, write_metrics_json
 from lofi.infer.predict import finish_predictions, predict_features, write_raw
-from lofi.io import atomic_torch_save
+from lofi.io import atomic_torch_save, atomic_write
 from lofi.models import create_head
 from lofi.models.options import head_kwargs
 from lofi.postprocess import PostprocessConfig
@@ -36,6 +37,9 @@ from lofi.train.engine import Trainer, seed_everything
 from lofi.train.loaders import IndexKeyed, batch_source, single_fidelity_sampler
 
 logger = logging.getLogger(__name__)
+
+#: The head's class names in the order of its outputs, beside ``head.pt`` (what ``lofi export`` reads).
+CLASSES_FILE = "classes.json"
 
 
 @dataclass(frozen=True)
@@ -162,5 +166,7 @@ def _train_and_evaluate(context: RunContext, features_dir: Path, out: Path, *, r
                               plots=context.is_main)
     if context.is_main:
         atomic_torch_save(head.state_dict(), head_path)
+        classes = json.dumps({"classes": list(context.classes)}, indent=1) + "\n"  # the order of the head's outputs
+        atomic_write(out / CLASSES_FILE, lambda f: f.write(classes.encode("utf-8")))
     barrier()
     return HeadStageResult(head_path=head_path, predictions_path=out / "predictions.json", result=result)
