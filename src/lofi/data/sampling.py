@@ -387,6 +387,28 @@ def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start
                    seek_gap_sec=seek_gap_sec, threads=threads)
 
 
+def sample_snippets_at(path: str | os.PathLike, spec: SnippetSpec, times_sec: Callable[[VideoInfo], np.ndarray], *,
+                       generator: torch.Generator | None = None, keep_full_frame: bool = False,
+                       info: VideoInfo | None = None, seek_gap_sec: float | None = 1.0,
+                       threads: int = 1) -> SampledClip:
+    """Like :func:`sample_snippets_between`, but the caller places the frames: ``times_sec(info)`` gives the
+    requested times ``[T, F]`` (``T = spec.num_snippets``, seconds from the video start, already inside the video)
+    of the probed video. Used where snippets sit at a fixed rate whatever the file's own duration (a sliding window
+    of stage 2, which may pass the video's end). Frame selection, decoding and errors as in
+    :func:`sample_snippets`."""
+    _check_decode_options(seek_gap_sec=seek_gap_sec, threads=threads)
+
+    def checked(video: VideoInfo) -> np.ndarray:
+        times = times_sec(video)
+        if times.shape != (spec.num_snippets, spec.frames_per_snippet):
+            raise ValueError(f"{path}: times_sec gave shape {times.shape}, expected "
+                             f"{(spec.num_snippets, spec.frames_per_snippet)} (num_snippets, frames_per_snippet)")
+        return times
+
+    return _sample(path, spec, checked, info=info, generator=generator, keep_full_frame=keep_full_frame,
+                   seek_gap_sec=seek_gap_sec, threads=threads)
+
+
 def _check_decode_options(*, seek_gap_sec: float | None, threads: int) -> None:
     """The decoding options both samplers take, checked before the file is opened."""
     if seek_gap_sec is not None and not seek_gap_sec > 0:
