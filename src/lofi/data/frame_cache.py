@@ -30,7 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lofi.data.sampling import SnippetSpec, resized_size_px, sample_snippets_between
+from lofi.core.windows import video_num_snippets
+from lofi.data.sampling import (SnippetSpec, rate_times_sec, resized_size_px, sample_snippets_at,
+                                sample_snippets_between)
 from lofi.data.video import VideoReadError
 from lofi.io import atomic_write, safe_file_stem, stems_clash
 
@@ -68,9 +71,13 @@ class FrameCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike, *, num_snippets: int, frames_per_snippet: int,
-                 short_side_px: int, frame_stride: int = 1, threads: int = 1) -> None:
+                 short_side_px: int, frame_stride: int = 1, threads: int = 1,
+                 snippets_per_sec: float | None = None) -> None:
+        if snippets_per_sec is not None and not snippets_per_sec > 0:
+            raise ValueError(f"FrameCache: snippets_per_sec must be > 0 or None, got {snippets_per_sec!r}")
         self.spec = SnippetSpec(num_snippets=num_snippets, frames_per_snippet=frames_per_snippet,
                                 frame_stride=frame_stride, short_side_px=short_side_px)
+        self.snippets_per_sec = None if snippets_per_sec is None else float(snippets_per_sec)
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.threads = threads
@@ -103,9 +110,13 @@ class FrameCache:
         """The cached frames of the video at ``path``: uint8 ``[T, F, H, W, 3]`` (channels last)."""
         return self.load(path, video_id).frames
 
-    def load(self, path: str | os.PathLike, video_id: str) -> CachedVideo:
+    def load(self, path: str | os.PathLike, video_id: str, *, duration_sec: float | None = None,
+             picked: torch.Tensor | None = None) -> CachedVideo:
         """Read the entry of ``video_id``, decoding ``path`` first when it is missing or stale.
 
+        At a fixed rate (``snippets_per_sec``) the entry holds ``video_num_snippets(duration_sec, snippets_per_sec)``
+        snippets, so ``duration_sec`` (the annotations') is needed. ``picked`` ``[T']`` (snippet indices): return
+        only those snippets, read from a memory-mapped entry (a window of a long video without loading it all).
         Raises :class:`~lofi.data.video.VideoReadError` naming the file when the video cannot be read.
         """
         path = Path(path)
@@ -113,39 +124,60 @@ class FrameCache:
             stat = path.stat()
         except OSError as exc:
             raise VideoReadError(path, f"file not found ({exc.__class__.__name__})") from exc
-        meta = {"video_id": video_id, **self._sidecar_for(stat)}
-        cached = self._read(video_id, meta)
+        spec = self._spec_for(path, duration_sec)
+        meta = {"video_id": video_id, **self._sidecar_for(stat, spec)}
+        cached = self._read(video_id, meta, picked)
         if cached is not None:
             self.num_hits += 1
             return cached
-        clip = sample_snippets_between(path, self.spec, keep_full_frame=True, threads=self.threads)
+        if self.snippets_per_sec is None:
+            clip = sample_snippets_between(path, spec, keep_full_frame=True, threads=self.threads)
+        else:
+            clip = sample_snippets_at(path, spec, partial(rate_times_sec, spec, snippets_per_sec=self.snippets_per_sec),
+                                      keep_full_frame=True, threads=self.threads)
         frames = clip.frames.permute(0, 1, 3, 4, 2).contiguous()  # [T, F, 3, H, W] -> [T, F, H, W, 3]
         meta.update(duration_sec=clip.info.duration_sec, fps=clip.info.fps, shape=list(frames.shape))
         self._write(video_id, frames.numpy(), meta)
         self.num_decoded += 1
+        if picked is not None:
+            frames = frames[picked]  # [T', F, H, W, 3]
         return CachedVideo(frames=frames, duration_sec=clip.info.duration_sec, fps=clip.info.fps, from_cache=False)
 
-    def _sidecar_for(self, stat: os.stat_result) -> dict[str, Any]:
-        return {"version": CACHE_FORMAT_VERSION, "num_snippets": self.num_snippets,
+    def _spec_for(self, path: Path, duration_sec: float | None) -> SnippetSpec:
+        """The spec of ``path``'s entry: the cache's, or at a fixed rate ``T`` snippets for ``duration_sec``."""
+        if self.snippets_per_sec is None:
+            return self.spec
+        if duration_sec is None or not duration_sec > 0:
+            raise ValueError(f"{path}: a frame cache at {self.snippets_per_sec:g} snippets per second needs the "
+                             f"video's duration_sec (> 0) to choose its number of snippets, got {duration_sec!r}")
+        return replace(self.spec, num_snippets=video_num_snippets(duration_sec, self.snippets_per_sec))
+
+    def _sidecar_for(self, stat: os.stat_result, spec: SnippetSpec) -> dict[str, Any]:
+        rate = {} if self.snippets_per_sec is None else {"snippets_per_sec": self.snippets_per_sec}
+        return {"version": CACHE_FORMAT_VERSION, "num_snippets": spec.num_snippets,
                 "frames_per_snippet": self.frames_per_snippet, "frame_stride": self.frame_stride,
                 "short_side_px": self.short_side_px, "source_size_bytes": stat.st_size,
-                "source_mtime_ns": stat.st_mtime_ns}
+                "source_mtime_ns": stat.st_mtime_ns, **rate}
 
-    def _read(self, video_id: str, expected: dict[str, Any]) -> CachedVideo | None:
+    def _read(self, video_id: str, expected: dict[str, Any], picked: torch.Tensor | None = None) -> CachedVideo | None:
         frames_path, meta_path = self.entry_paths(video_id)
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             return None
         if any(meta.get(key) != value for key, value in expected.items()):
-            return None  # stale: other spec or the source file changed
+            return None  # stale: other spec, another rate or the source file changed
+        if "snippets_per_sec" not in expected and "snippets_per_sec" in meta:
+            return None  # an entry at a fixed rate does not serve whole-video rescaling
         try:
-            array = np.load(frames_path)
+            array = np.load(frames_path, mmap_mode=None if picked is None else "r")
         except (OSError, ValueError) as exc:
             logger.warning("frame cache: rebuilding unreadable entry %s (%s)", frames_path, exc)
             return None
         if list(array.shape) != meta.get("shape") or array.dtype != np.uint8:
             return None
+        if picked is not None:
+            array = np.ascontiguousarray(array[picked.numpy()])  # [T', F, H, W, 3]: only these snippets are read
         return CachedVideo(frames=torch.from_numpy(array), duration_sec=float(meta["duration_sec"]),
                            fps=float(meta["fps"]), from_cache=True)
 

@@ -358,6 +358,18 @@ def range_times_sec(spec: SnippetSpec, *, start_sec: float, end_sec: float | Non
     return np.clip(times, 0.0, max(0.0, duration_sec - 1.0 / fps))
 
 
+def rate_times_sec(spec: SnippetSpec, info: VideoInfo, *, snippets_per_sec: float,
+                   start_sec: float = 0.0) -> np.ndarray:
+    """The requested times ``[T, F]`` of ``spec``'s snippets placed at a fixed rate from ``start_sec``, whatever the
+    video's length: snippet ``i`` is centred at ``start_sec + (i + 0.5) / snippets_per_sec``, frame offsets as in
+    :func:`snippet_times_sec` (clamped into the snippets' span), then every time is clamped into the video
+    (``[0, duration_sec - 1 / fps]``). Within the video this is :func:`range_times_sec` over
+    ``[start_sec, start_sec + T / snippets_per_sec)``."""
+    span_sec = spec.num_snippets / snippets_per_sec
+    times = snippet_times_sec(span_sec, info.fps, spec) + start_sec  # [T, F]
+    return np.clip(times, 0.0, max(0.0, info.duration_sec - 1.0 / info.fps))
+
+
 def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start_sec: float = 0.0,
                             end_sec: float | None = None, generator: torch.Generator | None = None,
                             keep_full_frame: bool = False, info: VideoInfo | None = None,

@@ -78,7 +78,10 @@ def segment_fractions(segments: Sequence[Segment], duration_sec: float,
 class FidelityVideoDataset(VideoFileDataset):
     """What stage 2's datasets share: keys ``(index, fidelity_name)``, the fidelities, the optional frame cache,
     augmentation seeded by ``(seed, epoch, index)`` and the handling of bad videos (``on_error``, ``skipped``,
-    ``skip_log``). Subclasses say what an index is and how its frames are read (:meth:`_read_frames`)."""
+    ``skip_log``). Subclasses say what an index is and how its frames are read (:meth:`_read_frames`), and set
+    ``snippets_per_sec`` (before calling this constructor) when they want a cache at that fixed rate."""
+
+    snippets_per_sec: float | None = None  # None: whole videos rescaled (the cache holds L snippets per video)
 
     def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, classes: Sequence[str],
                  fidelities: Mapping[str, Fidelity], frames_per_snippet: int = 1, frame_stride: int = 1,
@@ -89,7 +92,8 @@ class FidelityVideoDataset(VideoFileDataset):
         if not fidelities:
             raise ValueError("fidelities must name at least one Fidelity")
         if cache is not None:
-            _check_cache(cache, fidelities, frames_per_snippet=frames_per_snippet, frame_stride=frame_stride)
+            _check_cache(cache, fidelities, frames_per_snippet=frames_per_snippet, frame_stride=frame_stride,
+                         snippets_per_sec=self.snippets_per_sec)
         self.annotations = annotations
         self.videos_dir = Path(videos_dir)
         self.classes = tuple(classes)
@@ -177,7 +181,13 @@ class VideoWindowDataset(FidelityVideoDataset):
 
 
 def _check_cache(cache: FrameCache, fidelities: Mapping[str, Fidelity], *, frames_per_snippet: int,
-                 frame_stride: int) -> None:
+                 frame_stride: int, snippets_per_sec: float | None) -> None:
+    if cache.snippets_per_sec != snippets_per_sec:
+        def kind(rate: float | None) -> str:
+            return "whole videos rescaled" if rate is None else f"snippets at {rate:g} per second"
+
+        raise ValueError(f"the frame cache at {cache.cache_dir} holds {kind(cache.snippets_per_sec)}, but the "
+                         f"dataset wants {kind(snippets_per_sec)}; use a cache built for it (another cache_dir)")
     if (cache.frames_per_snippet, cache.frame_stride) != (frames_per_snippet, frame_stride):
         raise ValueError(f"the frame cache holds snippets of {cache.frames_per_snippet} frames {cache.frame_stride} "
                          f"apart, but the dataset wants {frames_per_snippet} frames {frame_stride} apart; use a cache "
