@@ -39,7 +39,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temp file left behind
     with pytest.raises(ValueError, match="JSON-serialisable"):
         write_features(path, features, video_id="x", meta={"bad": object()})
-    with pytest.raises(ValueError, match=r"\[D, L\]"):
+    with pytest.raises(ValueError, match=r"\[D, T\]"):
         write_features(path, torch.zeros(2, 3, 4), video_id="x", meta={})
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.pt: not a readable feature file"):
@@ -72,7 +72,7 @@ def test_shape_mismatch_named(tmp_path: Path) -> None:
     _write_all(tmp_path)
     write_features(feature_path(tmp_path, "b/2"), torch.zeros(6, 4), video_id="b/2", meta={"duration_sec": 4.0})
     dataset = FeatureDataset(features_dir=tmp_path, annotations=_annotations(), classes=CLASSES)
-    with pytest.raises(ValueError, match=r"video 'b/2': features are \[D, L\] = \[6, 4\] but 'a' has \[6, 5\]"):
+    with pytest.raises(ValueError, match=r"video 'b/2': features are \[D, T\] = \[6, 4\] but 'a' has \[6, 5\]"):
         dataset[1]
     with pytest.raises(ValueError, match="1 bad feature files"):
         dataset.verify()
