@@ -13,7 +13,7 @@ import torch
 from lofi.config import load_config
 from lofi.data.synthetic import SyntheticConfig, generate_dataset
 from lofi.runtime.context import make_context
-from lofi.train.lofi_stage import _dataset, fidelity_schedule, run_lofi
+from lofi.train.lofi_stage import fidelity_schedule, run_lofi, training_dataset
 
 TINY_MODEL = ("model.head_options={hidden_dim: 16, align_dim: 16, map_dim: 8, num_samples: 4, "
               "video_hidden_dim: 16, groups: 4, width_per_group: 2, stem_groups: 2}")
@@ -34,7 +34,7 @@ def test_stage_2_trains_on_sliding_windows_and_writes_the_encoder(tmp_path: Path
         TINY_MODEL, "data.windows={snippets_per_sec: 2, stride_snippets: 6}",
         "train.optim={optimizer: adamw, lr: 0.0005, epochs: 1, batch_size: 2, weight_decay: 0.0}"])
     context = make_context(config, progress=False)
-    dataset = _dataset(context, fidelity_schedule(context).fidelities)
+    dataset = training_dataset(context, fidelity_schedule(context).fidelities)
     assert len(dataset) > 2 and all(w.num_instances > 0 for w in dataset.windows)  # windows, not videos
     assert {w.video_index for w in dataset.windows} == set(range(len(dataset.video_ids)))
     encoder = run_lofi(context, encoder_weights=None)

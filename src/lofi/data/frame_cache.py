@@ -8,6 +8,12 @@ and mtime, and the video's duration and fps; ``<stem>`` is :func:`lofi.io.safe_f
 are written atomically (temp file + ``os.replace``, the ``.npy`` first); an entry whose sidecar disagrees with the
 id, the spec or the source file is decoded again.
 
+**At a fixed rate** (``snippets_per_sec``, for sliding windows: :mod:`lofi.data.video_windows`) an entry holds the
+video's ``T = video_num_snippets(duration_sec, snippets_per_sec)`` snippets instead of ``L``, snippet ``t``
+centred at ``(t + 0.5) / snippets_per_sec`` s (:func:`~lofi.data.sampling.rate_times_sec`); the sidecar records
+the rate and ``T``, so an entry of another rate (or a whole-video entry) is decoded again, never reused. A window
+reads only its snippets from the memory-mapped ``.npy`` (``load(..., picked=...)``).
+
 :func:`resample` derives a fidelity ``(L', S')`` from cached frames:
 
 * **Temporal (nearest centre).** Cached snippet ``k`` of ``L`` covers ``[k / L, (k + 1) / L)`` of the video and is
@@ -65,7 +71,9 @@ class FrameCache:
     """Full-fidelity frames of each video, decoded once and stored under ``cache_dir`` (see the module docstring).
 
     ``num_snippets`` (L) and ``frames_per_snippet`` (F) and ``frame_stride`` are those of the full fidelity;
-    ``short_side_px`` is the largest frame size any fidelity needs. ``num_decoded`` and ``num_hits`` count, in
+    ``short_side_px`` is the largest frame size any fidelity needs. With ``snippets_per_sec`` each entry holds a
+    video's snippets at that rate (``num_snippets`` is then the window's ``L``, what the fidelities are checked
+    against). ``num_decoded`` and ``num_hits`` count, in
     this process, the videos decoded and the entries read back. Safe with several DataLoader workers: each writes
     whole files atomically, so a reader sees either no entry or a complete one.
     """

@@ -50,7 +50,7 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
         return _train(context, out_dir, encoder_weights=encoder_weights, resume=resume)
 
 
-def _dataset(context: RunContext, fidelities: dict[str, Fidelity]) -> FidelityVideoDataset:
+def training_dataset(context: RunContext, fidelities: dict[str, Fidelity]) -> FidelityVideoDataset:
     """Whole videos rescaled to ``L`` snippets, or with ``data.windows`` the sliding windows that hold instances."""
     config = context.config
     shared = dict(annotations=context.subset(config.data.train_subset), videos_dir=config.data.videos,
@@ -75,7 +75,7 @@ def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | 
     config, optim = context.config, context.config.train.optim
     schedule = fidelity_schedule(context)
     fidelities = schedule.fidelities
-    dataset = _dataset(context, fidelities)
+    dataset = training_dataset(context, fidelities)
     sampler = FidelityBatchSampler(num_items=len(dataset), batch_size=context.batch_per_rank(optim),
                                    schedule=schedule, shuffle=True, seed=config.seed,
                                    grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,
