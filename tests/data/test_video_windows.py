@@ -13,6 +13,8 @@ import torch
 from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.core.windows import clip_to_window, video_num_snippets, window_starts
 from lofi.data.annotations import AnnotationSet, Segment, VideoAnnotation
+from lofi.data import frame_cache
+from lofi.data.chunked import iter_snippet_chunks
 from lofi.data.frame_cache import FrameCache
 from lofi.data.sampling import SnippetSpec, sample_snippets_between
 from lofi.data.video_windows import SlidingVideoWindowDataset, decoded_snippets
@@ -125,8 +127,18 @@ def test_a_bad_video_is_skipped_with_the_reason_and_a_missing_duration_raises(vi
         _dataset(videos_dir, _annotations({"nodur": (None, [(0.5, 1.5)])}))
 
 
-def test_windows_from_a_frame_cache_at_the_rate_equal_direct_decoding_at_full_fidelity(videos_dir, tmp_path):
+def test_windows_from_a_frame_cache_at_the_rate_equal_direct_decoding_at_full_fidelity(videos_dir, tmp_path,
+                                                                                        monkeypatch):
     annotations = _annotations({"long": (6.0, [(0.5, 5.5)]), "short": (1.0, [(0.2, 0.8)])})
+    sizes: list[int] = []
+
+    def spy(*args, **kwargs):
+        for chunk in iter_snippet_chunks(*args, **kwargs):
+            sizes.append(chunk.clip.frames.shape[0])
+            yield chunk
+
+    monkeypatch.setattr(frame_cache, "RATE_CHUNK_SNIPPETS", 5)  # the entry of 24 snippets is built 5 at a time
+    monkeypatch.setattr(frame_cache, "iter_snippet_chunks", spy)
     cache = FrameCache(tmp_path / "cache", num_snippets=8, frames_per_snippet=1, short_side_px=32,
                        snippets_per_sec=RATE)
     cached = _dataset(videos_dir, annotations, cache=cache, keep_empty=True)
@@ -139,13 +151,15 @@ def test_windows_from_a_frame_cache_at_the_rate_equal_direct_decoding_at_full_fi
                 assert torch.equal(a["frames"], b["frames"])
             else:
                 assert (a["frames"].float() - b["frames"].float()).abs().mean() < 3  # antialiased vs swscale
-    assert cache.num_decoded == 2
+    assert cache.num_decoded == 2 and sizes == [5, 5, 5, 5, 4, 4]  # long: 24 snippets; short: 4
     meta = json.loads(cache.entry_paths("long")[1].read_text())
     assert meta["snippets_per_sec"] == RATE and meta["num_snippets"] == video_num_snippets(6.0, RATE)
     other = FrameCache(tmp_path / "cache", num_snippets=8, frames_per_snippet=1, short_side_px=32,
                        snippets_per_sec=2.0)  # another rate: the entry is not reused
     assert other.load(videos_dir / "long.mp4", "long", duration_sec=6.0).frames.shape[0] == 12
     assert other.num_decoded == 1
+    whole = FrameCache(tmp_path / "cache", num_snippets=24, frames_per_snippet=1, short_side_px=32)
+    assert whole.load(videos_dir / "long.mp4", "long").frames.shape[0] == 24 and whole.num_decoded == 1  # not reused
     with pytest.raises(ValueError, match="2 per second.*wants snippets at 4 per second"):
         _dataset(videos_dir, annotations, cache=other)
     with pytest.raises(ValueError, match="whole videos rescaled"):  # a rate cache does not serve whole videos

@@ -11,8 +11,10 @@ id, the spec or the source file is decoded again.
 **At a fixed rate** (``snippets_per_sec``, for sliding windows: :mod:`lofi.data.video_windows`) an entry holds the
 video's ``T = video_num_snippets(duration_sec, snippets_per_sec)`` snippets instead of ``L``, snippet ``t``
 centred at ``(t + 0.5) / snippets_per_sec`` s (:func:`~lofi.data.sampling.rate_times_sec`); the sidecar records
-the rate and ``T``, so an entry of another rate (or a whole-video entry) is decoded again, never reused. A window
-reads only its snippets from the memory-mapped ``.npy`` (``load(..., picked=...)``).
+the rate and ``T``, so an entry of another rate (or a whole-video entry) is decoded again, never reused. Such an
+entry is built :data:`RATE_CHUNK_SNIPPETS` snippets at a time, streamed into the ``.npy`` (memory holds one chunk,
+however long the video), and a window reads only its snippets from the memory-mapped file
+(``load(..., picked=...)``).
 
 :func:`resample` derives a fidelity ``(L', S')`` from cached frames:
 
@@ -39,19 +41,22 @@ import os
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lofi.core.windows import video_num_snippets
-from lofi.data.sampling import (SnippetSpec, rate_times_sec, resized_size_px, sample_snippets_at,
-                                sample_snippets_between)
-from lofi.data.video import VideoReadError
+from lofi.data.chunked import iter_snippet_chunks
+from lofi.data.sampling import SnippetSpec, rate_times_sec, resized_size_px, sample_snippets_between
+from lofi.data.video import VideoReadError, probe_video
 from lofi.io import atomic_write, safe_file_stem, stems_clash
 
 logger = logging.getLogger(__name__)
+
+#: Snippets decoded at a time when an entry at a fixed rate is built (bounds the memory a long video needs).
+RATE_CHUNK_SNIPPETS = 64
 
 #: Bumped when the stored layout or the decoding rules change: older entries are then rebuilt.
 CACHE_FORMAT_VERSION = 2  # 2: entries named by safe_file_stem, the sidecar holds the video id
@@ -138,18 +143,42 @@ class FrameCache:
         if cached is not None:
             self.num_hits += 1
             return cached
-        if self.snippets_per_sec is None:
-            clip = sample_snippets_between(path, spec, keep_full_frame=True, threads=self.threads)
-        else:
-            clip = sample_snippets_at(path, spec, partial(rate_times_sec, spec, snippets_per_sec=self.snippets_per_sec),
-                                      keep_full_frame=True, threads=self.threads)
+        if self.snippets_per_sec is not None:
+            return self._decode_at_rate(path, video_id, spec, meta, picked)
+        clip = sample_snippets_between(path, spec, keep_full_frame=True, threads=self.threads)
         frames = clip.frames.permute(0, 1, 3, 4, 2).contiguous()  # [T, F, 3, H, W] -> [T, F, H, W, 3]
         meta.update(duration_sec=clip.info.duration_sec, fps=clip.info.fps, shape=list(frames.shape))
-        self._write(video_id, frames.numpy(), meta)
+        array = frames.numpy()
+        self._write(video_id, lambda f: np.save(f, array, allow_pickle=False), meta)
         self.num_decoded += 1
         if picked is not None:
             frames = frames[picked]  # [T', F, H, W, 3]
         return CachedVideo(frames=frames, duration_sec=clip.info.duration_sec, fps=clip.info.fps, from_cache=False)
+
+    def _decode_at_rate(self, path: Path, video_id: str, spec: SnippetSpec, meta: dict[str, Any],
+                        picked: torch.Tensor | None) -> CachedVideo:
+        """Decode the video's snippets at the rate and write them :data:`RATE_CHUNK_SNIPPETS` at a time into the
+        ``.npy`` (memory holds one chunk, however long the video), then read back ``picked`` (or all)."""
+        info = probe_video(path)
+        width, height = resized_size_px(info.width, info.height, self.short_side_px)
+        shape = (spec.num_snippets, spec.frames_per_snippet, height, width, 3)  # [T, F, H, W, 3]
+        chunks = iter_snippet_chunks(path, spec, chunk_snippets=RATE_CHUNK_SNIPPETS, info=info, keep_full_frame=True,
+                                     times_sec=partial(rate_times_sec, spec, snippets_per_sec=self.snippets_per_sec),
+                                     threads=self.threads)
+
+        def write(f: BinaryIO) -> None:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False,
+                                                     "shape": shape})
+            for chunk in chunks:
+                f.write(chunk.clip.frames.permute(0, 1, 3, 4, 2).contiguous().numpy().tobytes())  # [C, F, H, W, 3]
+
+        meta.update(duration_sec=info.duration_sec, fps=info.fps, shape=list(shape))
+        self._write(video_id, write, meta)
+        self.num_decoded += 1
+        cached = self._read(video_id, meta, picked)
+        if cached is None:
+            raise VideoReadError(path, f"the frame cache entry just written to {self.cache_dir} cannot be read back")
+        return CachedVideo(frames=cached.frames, duration_sec=info.duration_sec, fps=info.fps, from_cache=False)
 
     def _spec_for(self, path: Path, duration_sec: float | None) -> SnippetSpec:
         """The spec of ``path``'s entry: the cache's, or at a fixed rate ``T`` snippets for ``duration_sec``."""
@@ -189,7 +218,7 @@ class FrameCache:
         return CachedVideo(frames=torch.from_numpy(array), duration_sec=float(meta["duration_sec"]),
                            fps=float(meta["fps"]), from_cache=True)
 
-    def _write(self, video_id: str, array: np.ndarray, meta: dict[str, Any]) -> None:
+    def _write(self, video_id: str, write_frames: Callable[[BinaryIO], Any], meta: dict[str, Any]) -> None:
         frames_path, meta_path = self.entry_paths(video_id)
         try:
             stored_id = json.loads(meta_path.read_text()).get("video_id")
@@ -199,7 +228,7 @@ class FrameCache:
             raise ValueError(f"{meta_path}: the frame cache entry of video {stored_id!r}, and {video_id!r} maps to the "
                              f"same file (their names differ only in letter case, which this file system ignores); "
                              f"put data.cache_dir on a case-sensitive file system or rename one of the two videos")
-        atomic_write(frames_path, lambda f: np.save(f, array, allow_pickle=False))
+        atomic_write(frames_path, write_frames)
         atomic_write(meta_path, lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
 
 
