@@ -180,8 +180,9 @@ def check_thresholds(values: ArrayLike) -> np.ndarray:
 # -- the tree -----------------------------------------------------------------------------------------------------
 @dataclass
 class WindowConfig(_Checked):
-    """Sliding windows of ``fidelity.num_snippets`` snippets over long videos (stage 3: extraction, head training
-    and prediction), instead of rescaling each whole video to that many (see ``lofi.core.windows``)."""
+    """Sliding windows of ``fidelity.num_snippets`` snippets over long videos (stage 2, end to end on the windows
+    that hold an instance; stage 3: extraction, head training and prediction), instead of rescaling each whole
+    video to that many (see ``lofi.core.windows`` and ``lofi.data.video_windows``). Stage 1 is not windowed."""
 
     snippets_per_sec: float = _ranged(1.0, gt=0)  # snippets per second of video (the features' fixed rate)
     stride_snippets: int = _ranged(1, ge=1)  # snippets between the starts of consecutive windows (<= num_snippets)

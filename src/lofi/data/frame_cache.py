@@ -8,6 +8,14 @@ and mtime, and the video's duration and fps; ``<stem>`` is :func:`lofi.io.safe_f
 are written atomically (temp file + ``os.replace``, the ``.npy`` first); an entry whose sidecar disagrees with the
 id, the spec or the source file is decoded again.
 
+**At a fixed rate** (``snippets_per_sec``, for sliding windows: :mod:`lofi.data.video_windows`) an entry holds the
+video's ``T = video_num_snippets(duration_sec, snippets_per_sec)`` snippets instead of ``L``, snippet ``t``
+centred at ``(t + 0.5) / snippets_per_sec`` s (:func:`~lofi.data.sampling.rate_times_sec`); the sidecar records
+the rate and ``T``, so an entry of another rate (or a whole-video entry) is decoded again, never reused. Such an
+entry is built :data:`RATE_CHUNK_SNIPPETS` snippets at a time, streamed into the ``.npy`` (memory holds one chunk,
+however long the video), and a window reads only its snippets from the memory-mapped file
+(``load(..., picked=...)``).
+
 :func:`resample` derives a fidelity ``(L', S')`` from cached frames:
 
 * **Temporal (nearest centre).** Cached snippet ``k`` of ``L`` covers ``[k / L, (k + 1) / L)`` of the video and is
@@ -30,19 +38,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lofi.data.sampling import SnippetSpec, resized_size_px, sample_snippets_between
-from lofi.data.video import VideoReadError
+from lofi.core.windows import video_num_snippets
+from lofi.data.chunked import iter_snippet_chunks
+from lofi.data.sampling import SnippetSpec, rate_times_sec, resized_size_px, sample_snippets_between
+from lofi.data.video import VideoReadError, probe_video
 from lofi.io import atomic_write, safe_file_stem, stems_clash
 
 logger = logging.getLogger(__name__)
+
+#: Snippets decoded at a time when an entry at a fixed rate is built (bounds the memory a long video needs).
+RATE_CHUNK_SNIPPETS = 64
 
 #: Bumped when the stored layout or the decoding rules change: older entries are then rebuilt.
 CACHE_FORMAT_VERSION = 2  # 2: entries named by safe_file_stem, the sidecar holds the video id
@@ -62,15 +76,21 @@ class FrameCache:
     """Full-fidelity frames of each video, decoded once and stored under ``cache_dir`` (see the module docstring).
 
     ``num_snippets`` (L) and ``frames_per_snippet`` (F) and ``frame_stride`` are those of the full fidelity;
-    ``short_side_px`` is the largest frame size any fidelity needs. ``num_decoded`` and ``num_hits`` count, in
+    ``short_side_px`` is the largest frame size any fidelity needs. With ``snippets_per_sec`` each entry holds a
+    video's snippets at that rate (``num_snippets`` is then the window's ``L``, what the fidelities are checked
+    against). ``num_decoded`` and ``num_hits`` count, in
     this process, the videos decoded and the entries read back. Safe with several DataLoader workers: each writes
     whole files atomically, so a reader sees either no entry or a complete one.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, *, num_snippets: int, frames_per_snippet: int,
-                 short_side_px: int, frame_stride: int = 1, threads: int = 1) -> None:
+                 short_side_px: int, frame_stride: int = 1, threads: int = 1,
+                 snippets_per_sec: float | None = None) -> None:
+        if snippets_per_sec is not None and not snippets_per_sec > 0:
+            raise ValueError(f"FrameCache: snippets_per_sec must be > 0 or None, got {snippets_per_sec!r}")
         self.spec = SnippetSpec(num_snippets=num_snippets, frames_per_snippet=frames_per_snippet,
                                 frame_stride=frame_stride, short_side_px=short_side_px)
+        self.snippets_per_sec = None if snippets_per_sec is None else float(snippets_per_sec)
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.threads = threads
@@ -103,9 +123,13 @@ class FrameCache:
         """The cached frames of the video at ``path``: uint8 ``[T, F, H, W, 3]`` (channels last)."""
         return self.load(path, video_id).frames
 
-    def load(self, path: str | os.PathLike, video_id: str) -> CachedVideo:
+    def load(self, path: str | os.PathLike, video_id: str, *, duration_sec: float | None = None,
+             picked: torch.Tensor | None = None) -> CachedVideo:
         """Read the entry of ``video_id``, decoding ``path`` first when it is missing or stale.
 
+        At a fixed rate (``snippets_per_sec``) the entry holds ``video_num_snippets(duration_sec, snippets_per_sec)``
+        snippets, so ``duration_sec`` (the annotations') is needed. ``picked`` ``[T']`` (snippet indices): return
+        only those snippets, read from a memory-mapped entry (a window of a long video without loading it all).
         Raises :class:`~lofi.data.video.VideoReadError` naming the file when the video cannot be read.
         """
         path = Path(path)
@@ -113,43 +137,88 @@ class FrameCache:
             stat = path.stat()
         except OSError as exc:
             raise VideoReadError(path, f"file not found ({exc.__class__.__name__})") from exc
-        meta = {"video_id": video_id, **self._sidecar_for(stat)}
-        cached = self._read(video_id, meta)
+        spec = self._spec_for(path, duration_sec)
+        meta = {"video_id": video_id, **self._sidecar_for(stat, spec)}
+        cached = self._read(video_id, meta, picked)
         if cached is not None:
             self.num_hits += 1
             return cached
-        clip = sample_snippets_between(path, self.spec, keep_full_frame=True, threads=self.threads)
+        if self.snippets_per_sec is not None:
+            return self._decode_at_rate(path, video_id, spec, meta, picked)
+        clip = sample_snippets_between(path, spec, keep_full_frame=True, threads=self.threads)
         frames = clip.frames.permute(0, 1, 3, 4, 2).contiguous()  # [T, F, 3, H, W] -> [T, F, H, W, 3]
         meta.update(duration_sec=clip.info.duration_sec, fps=clip.info.fps, shape=list(frames.shape))
-        self._write(video_id, frames.numpy(), meta)
+        array = frames.numpy()
+        self._write(video_id, lambda f: np.save(f, array, allow_pickle=False), meta)
         self.num_decoded += 1
+        if picked is not None:
+            frames = frames[picked]  # [T', F, H, W, 3]
         return CachedVideo(frames=frames, duration_sec=clip.info.duration_sec, fps=clip.info.fps, from_cache=False)
 
-    def _sidecar_for(self, stat: os.stat_result) -> dict[str, Any]:
-        return {"version": CACHE_FORMAT_VERSION, "num_snippets": self.num_snippets,
+    def _decode_at_rate(self, path: Path, video_id: str, spec: SnippetSpec, meta: dict[str, Any],
+                        picked: torch.Tensor | None) -> CachedVideo:
+        """Decode the video's snippets at the rate and write them :data:`RATE_CHUNK_SNIPPETS` at a time into the
+        ``.npy`` (memory holds one chunk, however long the video), then read back ``picked`` (or all)."""
+        info = probe_video(path)
+        width, height = resized_size_px(info.width, info.height, self.short_side_px)
+        shape = (spec.num_snippets, spec.frames_per_snippet, height, width, 3)  # [T, F, H, W, 3]
+        chunks = iter_snippet_chunks(path, spec, chunk_snippets=RATE_CHUNK_SNIPPETS, info=info, keep_full_frame=True,
+                                     times_sec=partial(rate_times_sec, spec, snippets_per_sec=self.snippets_per_sec),
+                                     threads=self.threads)
+
+        def write(f: BinaryIO) -> None:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False,
+                                                     "shape": shape})
+            for chunk in chunks:
+                f.write(chunk.clip.frames.permute(0, 1, 3, 4, 2).contiguous().numpy().tobytes())  # [C, F, H, W, 3]
+
+        meta.update(duration_sec=info.duration_sec, fps=info.fps, shape=list(shape))
+        self._write(video_id, write, meta)
+        self.num_decoded += 1
+        cached = self._read(video_id, meta, picked)
+        if cached is None:
+            raise VideoReadError(path, f"the frame cache entry just written to {self.cache_dir} cannot be read back")
+        return CachedVideo(frames=cached.frames, duration_sec=info.duration_sec, fps=info.fps, from_cache=False)
+
+    def _spec_for(self, path: Path, duration_sec: float | None) -> SnippetSpec:
+        """The spec of ``path``'s entry: the cache's, or at a fixed rate ``T`` snippets for ``duration_sec``."""
+        if self.snippets_per_sec is None:
+            return self.spec
+        if duration_sec is None or not duration_sec > 0:
+            raise ValueError(f"{path}: a frame cache at {self.snippets_per_sec:g} snippets per second needs the "
+                             f"video's duration_sec (> 0) to choose its number of snippets, got {duration_sec!r}")
+        return replace(self.spec, num_snippets=video_num_snippets(duration_sec, self.snippets_per_sec))
+
+    def _sidecar_for(self, stat: os.stat_result, spec: SnippetSpec) -> dict[str, Any]:
+        rate = {} if self.snippets_per_sec is None else {"snippets_per_sec": self.snippets_per_sec}
+        return {"version": CACHE_FORMAT_VERSION, "num_snippets": spec.num_snippets,
                 "frames_per_snippet": self.frames_per_snippet, "frame_stride": self.frame_stride,
                 "short_side_px": self.short_side_px, "source_size_bytes": stat.st_size,
-                "source_mtime_ns": stat.st_mtime_ns}
+                "source_mtime_ns": stat.st_mtime_ns, **rate}
 
-    def _read(self, video_id: str, expected: dict[str, Any]) -> CachedVideo | None:
+    def _read(self, video_id: str, expected: dict[str, Any], picked: torch.Tensor | None = None) -> CachedVideo | None:
         frames_path, meta_path = self.entry_paths(video_id)
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             return None
         if any(meta.get(key) != value for key, value in expected.items()):
-            return None  # stale: other spec or the source file changed
+            return None  # stale: other spec, another rate or the source file changed
+        if "snippets_per_sec" not in expected and "snippets_per_sec" in meta:
+            return None  # an entry at a fixed rate does not serve whole-video rescaling
         try:
-            array = np.load(frames_path)
+            array = np.load(frames_path, mmap_mode=None if picked is None else "r")
         except (OSError, ValueError) as exc:
             logger.warning("frame cache: rebuilding unreadable entry %s (%s)", frames_path, exc)
             return None
         if list(array.shape) != meta.get("shape") or array.dtype != np.uint8:
             return None
+        if picked is not None:
+            array = np.ascontiguousarray(array[picked.numpy()])  # [T', F, H, W, 3]: only these snippets are read
         return CachedVideo(frames=torch.from_numpy(array), duration_sec=float(meta["duration_sec"]),
                            fps=float(meta["fps"]), from_cache=True)
 
-    def _write(self, video_id: str, array: np.ndarray, meta: dict[str, Any]) -> None:
+    def _write(self, video_id: str, write_frames: Callable[[BinaryIO], Any], meta: dict[str, Any]) -> None:
         frames_path, meta_path = self.entry_paths(video_id)
         try:
             stored_id = json.loads(meta_path.read_text()).get("video_id")
@@ -159,7 +228,7 @@ class FrameCache:
             raise ValueError(f"{meta_path}: the frame cache entry of video {stored_id!r}, and {video_id!r} maps to the "
                              f"same file (their names differ only in letter case, which this file system ignores); "
                              f"put data.cache_dir on a case-sensitive file system or rename one of the two videos")
-        atomic_write(frames_path, lambda f: np.save(f, array, allow_pickle=False))
+        atomic_write(frames_path, write_frames)
         atomic_write(meta_path, lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
 
 

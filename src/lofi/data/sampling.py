@@ -358,6 +358,18 @@ def range_times_sec(spec: SnippetSpec, *, start_sec: float, end_sec: float | Non
     return np.clip(times, 0.0, max(0.0, duration_sec - 1.0 / fps))
 
 
+def rate_times_sec(spec: SnippetSpec, info: VideoInfo, *, snippets_per_sec: float,
+                   start_sec: float = 0.0) -> np.ndarray:
+    """The requested times ``[T, F]`` of ``spec``'s snippets placed at a fixed rate from ``start_sec``, whatever the
+    video's length: snippet ``i`` is centred at ``start_sec + (i + 0.5) / snippets_per_sec``, frame offsets as in
+    :func:`snippet_times_sec` (clamped into the snippets' span), then every time is clamped into the video
+    (``[0, duration_sec - 1 / fps]``). Within the video this is :func:`range_times_sec` over
+    ``[start_sec, start_sec + T / snippets_per_sec)``."""
+    span_sec = spec.num_snippets / snippets_per_sec
+    times = snippet_times_sec(span_sec, info.fps, spec) + start_sec  # [T, F]
+    return np.clip(times, 0.0, max(0.0, info.duration_sec - 1.0 / info.fps))
+
+
 def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start_sec: float = 0.0,
                             end_sec: float | None = None, generator: torch.Generator | None = None,
                             keep_full_frame: bool = False, info: VideoInfo | None = None,
@@ -384,6 +396,28 @@ def sample_snippets_between(path: str | os.PathLike, spec: SnippetSpec, *, start
                                fps=video.fps, path=path)  # [T, F]
 
     return _sample(path, spec, times_sec, info=info, generator=generator, keep_full_frame=keep_full_frame,
+                   seek_gap_sec=seek_gap_sec, threads=threads)
+
+
+def sample_snippets_at(path: str | os.PathLike, spec: SnippetSpec, times_sec: Callable[[VideoInfo], np.ndarray], *,
+                       generator: torch.Generator | None = None, keep_full_frame: bool = False,
+                       info: VideoInfo | None = None, seek_gap_sec: float | None = 1.0,
+                       threads: int = 1) -> SampledClip:
+    """Like :func:`sample_snippets_between`, but the caller places the frames: ``times_sec(info)`` gives the
+    requested times ``[T, F]`` (``T = spec.num_snippets``, seconds from the video start, already inside the video)
+    of the probed video. Used where snippets sit at a fixed rate whatever the file's own duration (a sliding window
+    of stage 2, which may pass the video's end). Frame selection, decoding and errors as in
+    :func:`sample_snippets`."""
+    _check_decode_options(seek_gap_sec=seek_gap_sec, threads=threads)
+
+    def checked(video: VideoInfo) -> np.ndarray:
+        times = times_sec(video)
+        if times.shape != (spec.num_snippets, spec.frames_per_snippet):
+            raise ValueError(f"{path}: times_sec gave shape {times.shape}, expected "
+                             f"{(spec.num_snippets, spec.frames_per_snippet)} (num_snippets, frames_per_snippet)")
+        return times
+
+    return _sample(path, spec, checked, info=info, generator=generator, keep_full_frame=keep_full_frame,
                    seek_gap_sec=seek_gap_sec, threads=threads)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, TypedDict
+from typing import Callable, Iterator, Mapping, Sequence, TypedDict
 
 import torch
 from torch.utils.data import Sampler
@@ -26,11 +26,12 @@ from lofi.core.targets import SegmentTargets
 from lofi.data.annotations import AnnotationSet, Segment
 from lofi.data.dataset import OnError, VideoFileDataset, item_generator, skip_or_raise, stack_frames
 from lofi.data.frame_cache import FrameCache, resample
-from lofi.data.sampling import SnippetSpec, sample_snippets
+from lofi.data.sampling import CropMode, SnippetSpec, sample_snippets
 from lofi.data.skips import SkipLog
 from lofi.data.video import VideoReadError, find_video_files
 
 WindowKey = tuple[int, str]
+FrameReader = Callable[[Path, CropMode, torch.Generator | None], tuple[torch.Tensor, float]]  # (frames, duration_sec)
 
 
 class WindowItem(TypedDict):
@@ -74,18 +75,13 @@ def segment_fractions(segments: Sequence[Segment], duration_sec: float,
     return fractions, labels
 
 
-class VideoWindowDataset(VideoFileDataset):
-    """Every video of ``annotations`` as one window, at any of ``fidelities`` (by name).
+class FidelityVideoDataset(VideoFileDataset):
+    """What stage 2's datasets share: keys ``(index, fidelity_name)``, the fidelities, the optional frame cache,
+    augmentation seeded by ``(seed, epoch, index)`` and the handling of bad videos (``on_error``, ``skipped``,
+    ``skip_log``). Subclasses say what an index is and how its frames are read (:meth:`_read_frames`), and set
+    ``snippets_per_sec`` (before calling this constructor) when they want a cache at that fixed rate."""
 
-    ``dataset[(index, name)]`` (or ``dataset[index]`` when there is one fidelity) -> :class:`WindowItem` or None
-    (a skipped bad video). With ``augment=True`` the square crop is placed at random and the frames are flipped
-    horizontally with probability 1/2, both drawn from a generator seeded by ``(seed, epoch, index)``: an item is
-    the same whichever worker loads it; call :meth:`set_epoch` for new draws. Without augmentation the crop is
-    centred. With ``cache`` frames come from the cache (which must cover the largest fidelity and use the same
-    ``frames_per_snippet`` and ``frame_stride``), else each item is decoded at its fidelity with
-    :func:`~lofi.data.sampling.sample_snippets`. ``skipped`` lists ``(video_id, reason)`` skipped in this process;
-    ``skip_log`` records the skips of every process (DataLoader workers included).
-    """
+    snippets_per_sec: float | None = None  # None: whole videos rescaled (the cache holds L snippets per video)
 
     def __init__(self, *, annotations: AnnotationSet, videos_dir: str | os.PathLike, classes: Sequence[str],
                  fidelities: Mapping[str, Fidelity], frames_per_snippet: int = 1, frame_stride: int = 1,
@@ -96,7 +92,8 @@ class VideoWindowDataset(VideoFileDataset):
         if not fidelities:
             raise ValueError("fidelities must name at least one Fidelity")
         if cache is not None:
-            _check_cache(cache, fidelities, frames_per_snippet=frames_per_snippet, frame_stride=frame_stride)
+            _check_cache(cache, fidelities, frames_per_snippet=frames_per_snippet, frame_stride=frame_stride,
+                         snippets_per_sec=self.snippets_per_sec)
         self.annotations = annotations
         self.videos_dir = Path(videos_dir)
         self.classes = tuple(classes)
@@ -115,37 +112,20 @@ class VideoWindowDataset(VideoFileDataset):
         self._label_to_index = label_indices(annotations, self.classes)
         self._files = find_video_files(self.videos_dir)
 
-    def __len__(self) -> int:
-        return len(self.video_ids)
-
-    def __getitem__(self, key: int | WindowKey) -> WindowItem | None:
-        index, name = self._parse_key(key)
-        fidelity = self.fidelities[name]
-        video_id = self.video_ids[index]
+    def _read_frames(self, index: int, video_id: str, read: FrameReader) -> tuple[torch.Tensor, float] | None:
+        """``read(path, crop, generator)`` -> ``(frames [T, F, 3, S, S], duration_sec)`` for item ``index``, then
+        the random flip; None (after :func:`skip_or_raise`) for a bad video."""
         generator = item_generator(self.seed, self.epoch, index) if self.augment else None
-        crop = "random" if self.augment else "center"
+        crop: CropMode = "random" if self.augment else "center"
         try:
-            path = self.video_path(video_id)
-            if self.cache is not None:
-                cached = self.cache.load(path, video_id)
-                frames = resample(cached.frames, num_snippets=fidelity.num_snippets,
-                                  frame_size_px=fidelity.frame_size_px, crop=crop, generator=generator)
-                duration_sec = cached.duration_sec
-            else:
-                spec = SnippetSpec(num_snippets=fidelity.num_snippets, frames_per_snippet=self.frames_per_snippet,
-                                   frame_stride=self.frame_stride, short_side_px=fidelity.frame_size_px, crop=crop)
-                clip = sample_snippets(path, spec, generator=generator, threads=self.threads)
-                frames, duration_sec = clip.frames, clip.info.duration_sec
+            frames, duration_sec = read(self.video_path(video_id), crop, generator)
         except VideoReadError as exc:
             skip_or_raise(exc, on_error=self.on_error, skipped=self.skipped, video_id=video_id,
                           what=f"video {video_id!r}", log=self.skip_log)
             return None
         if generator is not None and bool(torch.rand((), generator=generator) < 0.5):
             frames = frames.flip(-1)  # horizontal flip; drawn after the crop in both paths
-        segments, labels = segment_fractions(self.annotations[video_id].segments, duration_sec,
-                                             self._label_to_index)
-        return WindowItem(video_id=video_id, fidelity=name, frames=frames, segments=segments, labels=labels,
-                          duration_sec=duration_sec)
+        return frames, duration_sec
 
     def _parse_key(self, key: int | WindowKey) -> WindowKey:
         if isinstance(key, tuple):
@@ -158,8 +138,56 @@ class VideoWindowDataset(VideoFileDataset):
         return int(key), next(iter(self.fidelities))
 
 
+class VideoWindowDataset(FidelityVideoDataset):
+    """Every video of ``annotations`` as one window, at any of ``fidelities`` (by name).
+
+    ``dataset[(index, name)]`` (or ``dataset[index]`` when there is one fidelity) -> :class:`WindowItem` or None
+    (a skipped bad video). With ``augment=True`` the square crop is placed at random and the frames are flipped
+    horizontally with probability 1/2, both drawn from a generator seeded by ``(seed, epoch, index)``: an item is
+    the same whichever worker loads it; call :meth:`set_epoch` for new draws. Without augmentation the crop is
+    centred. With ``cache`` frames come from the cache (which must cover the largest fidelity and use the same
+    ``frames_per_snippet`` and ``frame_stride``), else each item is decoded at its fidelity with
+    :func:`~lofi.data.sampling.sample_snippets`. ``skipped`` lists ``(video_id, reason)`` skipped in this process;
+    ``skip_log`` records the skips of every process (DataLoader workers included).
+    """
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, key: int | WindowKey) -> WindowItem | None:
+        index, name = self._parse_key(key)
+        fidelity = self.fidelities[name]
+        video_id = self.video_ids[index]
+
+        def read(path: Path, crop: CropMode, generator: torch.Generator | None) -> tuple[torch.Tensor, float]:
+            if self.cache is not None:
+                cached = self.cache.load(path, video_id)
+                frames = resample(cached.frames, num_snippets=fidelity.num_snippets,
+                                  frame_size_px=fidelity.frame_size_px, crop=crop, generator=generator)
+                return frames, cached.duration_sec
+            spec = SnippetSpec(num_snippets=fidelity.num_snippets, frames_per_snippet=self.frames_per_snippet,
+                               frame_stride=self.frame_stride, short_side_px=fidelity.frame_size_px, crop=crop)
+            clip = sample_snippets(path, spec, generator=generator, threads=self.threads)
+            return clip.frames, clip.info.duration_sec
+
+        read_back = self._read_frames(index, video_id, read)
+        if read_back is None:
+            return None
+        frames, duration_sec = read_back
+        segments, labels = segment_fractions(self.annotations[video_id].segments, duration_sec,
+                                             self._label_to_index)
+        return WindowItem(video_id=video_id, fidelity=name, frames=frames, segments=segments, labels=labels,
+                          duration_sec=duration_sec)
+
+
 def _check_cache(cache: FrameCache, fidelities: Mapping[str, Fidelity], *, frames_per_snippet: int,
-                 frame_stride: int) -> None:
+                 frame_stride: int, snippets_per_sec: float | None) -> None:
+    if cache.snippets_per_sec != snippets_per_sec:
+        def kind(rate: float | None) -> str:
+            return "whole videos rescaled" if rate is None else f"snippets at {rate:g} per second"
+
+        raise ValueError(f"the frame cache at {cache.cache_dir} holds {kind(cache.snippets_per_sec)}, but the "
+                         f"dataset wants {kind(snippets_per_sec)}; use a cache built for it (another cache_dir)")
     if (cache.frames_per_snippet, cache.frame_stride) != (frames_per_snippet, frame_stride):
         raise ValueError(f"the frame cache holds snippets of {cache.frames_per_snippet} frames {cache.frame_stride} "
                          f"apart, but the dataset wants {frames_per_snippet} frames {frame_stride} apart; use a cache "

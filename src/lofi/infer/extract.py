@@ -6,8 +6,9 @@ head trained on them can say where its inputs came from. Videos are shared among
 
 With ``data.windows`` (sliding windows) a video is not rescaled to ``L`` snippets: it gets
 ``T = ceil(duration_sec * snippets_per_sec)`` snippets spread evenly over it (each ``snippet_sec = duration_sec / T``
-long, within one snippet of the nominal rate over the whole video), decoded one video at a time without the frame
-cache, and encoded ``L`` snippets at a time (the length the encoder was trained at); the file holds ``[D, T]`` and
+long, within one snippet of the nominal rate over the whole video), decoded without the frame cache and encoded
+``L`` snippets at a time (the length the encoder was trained at; only one chunk's frames are in memory, so an hour
+of video costs no more than a window); the file holds ``[D, T]`` and
 ``snippets_per_sec`` / ``snippet_sec`` in its meta, for :class:`lofi.data.feature_windows.FeatureWindowDataset`.
 """
 
@@ -22,9 +23,12 @@ from tqdm import tqdm
 
 from lofi.core.fidelity import Fidelity
 from lofi.core.windows import video_num_snippets
-from lofi.data.annotations import AnnotationSet
 from lofi.data.batches import iter_batches
+from lofi.data.chunked import iter_snippet_chunks
+from lofi.data.dataset import skip_or_raise
 from lofi.data.features import feature_path, write_features
+from lofi.data.sampling import SnippetSpec
+from lofi.data.video import VideoReadError, find_video_files, video_file
 from lofi.data.windows import VideoWindowDataset, collate_windows
 from lofi.models.encoders.base import normalize_frames
 from lofi.models.options import encoder_kwargs
@@ -100,7 +104,8 @@ def _meta(context: RunContext, encoder_weights: str | Path | None, full: Fidelit
 
 def _extract_at_rate(context: RunContext, *, encoder_weights: str | Path | None, out: Path,
                      subsets: tuple[str, ...]) -> None:
-    """Sliding windows: each video at ``data.windows.snippets_per_sec``, ``[D, T]`` per file."""
+    """Sliding windows: each video at ``data.windows.snippets_per_sec``, ``[D, T]`` per file, decoded and encoded
+    ``L`` snippets at a time (:func:`~lofi.data.chunked.iter_snippet_chunks`): memory holds one chunk's frames."""
     config, windows = context.config, context.config.data.windows
     assert windows is not None
     window = config.fidelity.num_snippets
@@ -110,26 +115,26 @@ def _extract_at_rate(context: RunContext, *, encoder_weights: str | Path | None,
             "snippets_per_sec": windows.snippets_per_sec}
     mine = [v for i, v in enumerate(videos) if i % context.world_size == context.rank]
     skipped: list[tuple[str, str]] = []
+    files = find_video_files(config.data.videos)
     for video in tqdm(mine, desc="extract", unit="video", disable=not context.progress):
         if video.duration_sec is None or not video.duration_sec > 0:
             raise ValueError(f"video {video.video_id!r}: sliding windows need its duration_sec (> 0) in the "
                              f"annotations to choose its number of snippets")
         count = video_num_snippets(float(video.duration_sec), windows.snippets_per_sec)
-        full = Fidelity("full", count, config.fidelity.frame_size_px)
-        one = AnnotationSet.from_videos([video], classes=videos.classes, source=videos.source)
-        dataset = VideoWindowDataset(annotations=one, videos_dir=config.data.videos, classes=context.classes,
-                                     fidelities={"full": full}, frames_per_snippet=config.data.frames_per_snippet,
-                                     frame_stride=config.data.frame_stride, cache=None, augment=False,
-                                     on_error=config.data.on_error, seed=config.seed, skip_log=context.skip_log)
-        item = dataset[0]
-        skipped.extend(dataset.skipped)
-        if item is None:
+        spec = SnippetSpec(num_snippets=count, frames_per_snippet=config.data.frames_per_snippet,
+                           frame_stride=config.data.frame_stride, short_side_px=config.fidelity.frame_size_px)
+        chunks: list[torch.Tensor] = []
+        try:
+            path = video_file(files, config.data.videos, video.video_id)
+            for chunk in iter_snippet_chunks(path, spec, chunk_snippets=window):  # one window's frames at a time
+                frames = chunk.clip.frames.unsqueeze(0).to(context.device)  # [1, T, F, 3, S, S] uint8, T <= L
+                chunks.append(encoder(normalize_frames(frames)).float().cpu())  # [1, D, T]
+                duration = chunk.clip.info.duration_sec
+        except VideoReadError as exc:
+            skip_or_raise(exc, on_error=config.data.on_error, skipped=skipped, video_id=video.video_id,
+                          what=f"video {video.video_id!r}", log=context.skip_log)
             continue
-        frames = item["frames"].unsqueeze(0)  # [1, T, F, 3, S, S] uint8
-        chunks = [encoder(normalize_frames(frames[:, s:s + window].to(context.device))).float().cpu()  # [1, D, <=T]
-                  for s in range(0, count, window)]
         features = torch.cat(chunks, dim=2)[0]  # [D, T]
-        duration = float(item["duration_sec"])
         write_features(feature_path(out, video.video_id), features, video_id=video.video_id,
                        meta={**meta, "duration_sec": duration, "snippet_sec": duration / count})
     for video_id, reason in skipped:

@@ -45,12 +45,14 @@ def save_encoder(context: RunContext, encoder: torch.nn.Module, path: Path) -> P
 
 
 def frame_cache(context: RunContext, fidelities: dict[str, Fidelity]) -> FrameCache | None:
-    """The pre-decoded frame cache at the full snippet count and the largest frame size used, if configured."""
+    """The pre-decoded frame cache at the full snippet count and the largest frame size used, if configured; with
+    ``data.windows``, at its snippet rate (each video's ``T`` snippets, sliced into windows)."""
     data = context.config.data
     if data.cache_dir is None:
         return None
     full = context.config.fidelity
     size = max([full.frame_size_px] + [f.frame_size_px for f in fidelities.values()])
     snippets = max([full.num_snippets] + [f.num_snippets for f in fidelities.values()])
+    rate = None if data.windows is None else data.windows.snippets_per_sec
     return FrameCache(data.cache_dir, num_snippets=snippets, frames_per_snippet=data.frames_per_snippet,
-                      short_side_px=size, frame_stride=data.frame_stride)
+                      short_side_px=size, frame_stride=data.frame_stride, snippets_per_sec=rate)

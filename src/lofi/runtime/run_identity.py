@@ -51,8 +51,9 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "head": ("seed", "data.format", "data.train_subset", "data.val_subset", "data.on_error", "model.head",
              "model.head_options", "fidelity.num_snippets", "head", "eval", "data.windows"),
 }
-#: Keys that a stage's sections hold but that never change its result (stages 1 and 2 are not windowed).
-STAGE_NEUTRAL_KEYS: dict[str, tuple[str, ...]] = {"pretrain": ("data.windows",), "lofi": ("data.windows",)}
+#: Keys that a stage's sections hold but that never change its result (stage 1 is not windowed; stage 2 is, so
+#: ``data.windows`` counts there when set).
+STAGE_NEUTRAL_KEYS: dict[str, tuple[str, ...]] = {"pretrain": ("data.windows",)}
 #: Keys under those sections that never change a result.
 NEUTRAL_KEYS: tuple[str, ...] = ("data.annotations", "data.videos", "data.num_workers", "data.cache_dir",
                                  "pretrain.enabled", "train.enabled", "head.extract_batch_size",

@@ -1,4 +1,8 @@
-"""Stage 2, the LoFi stage: encoder and TAL head trained end to end on whole untrimmed videos at low fidelity.
+"""Stage 2, the LoFi stage: encoder and TAL head trained end to end on untrimmed videos at low fidelity.
+
+Each video is one window rescaled to ``L`` snippets (default), or with ``data.windows`` cut into sliding windows
+of ``L`` snippets at the fixed snippet rate of which those holding an instance train
+(:class:`~lofi.data.video_windows.SlidingVideoWindowDataset`).
 
 Gradients of the head's localization loss flow into the encoder (this is what the paper adds). Each mini-batch
 takes the fidelity of :class:`~lofi.core.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
@@ -13,7 +17,8 @@ from pathlib import Path
 import torch
 
 from lofi.core.fidelity import Fidelity, FidelitySchedule
-from lofi.data.windows import FidelityBatchSampler, VideoWindowDataset, collate_windows
+from lofi.data.video_windows import SlidingVideoWindowDataset
+from lofi.data.windows import FidelityBatchSampler, FidelityVideoDataset, VideoWindowDataset, collate_windows
 from lofi.runtime.builders import build_detector, frame_cache, save_encoder
 from lofi.runtime.context import RunContext
 from lofi.runtime.run_identity import weights_input
@@ -45,16 +50,32 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
         return _train(context, out_dir, encoder_weights=encoder_weights, resume=resume)
 
 
+def training_dataset(context: RunContext, fidelities: dict[str, Fidelity]) -> FidelityVideoDataset:
+    """Whole videos rescaled to ``L`` snippets, or with ``data.windows`` the sliding windows that hold instances."""
+    config = context.config
+    shared = dict(annotations=context.subset(config.data.train_subset), videos_dir=config.data.videos,
+                  classes=context.classes, fidelities=fidelities, frames_per_snippet=config.data.frames_per_snippet,
+                  frame_stride=config.data.frame_stride, cache=frame_cache(context, fidelities), augment=True,
+                  on_error=config.data.on_error, seed=config.seed, skip_log=context.skip_log)
+    windows = config.data.windows
+    if windows is None:
+        return VideoWindowDataset(**shared)
+    dataset = SlidingVideoWindowDataset(**shared, window_snippets=config.fidelity.num_snippets,
+                                        stride_snippets=windows.stride_snippets,
+                                        snippets_per_sec=windows.snippets_per_sec,
+                                        min_inside_fraction=windows.min_inside_fraction)
+    if len(dataset) == 0:
+        raise ValueError(f"{context.annotations.source}: no window of the {config.data.train_subset!r} videos holds "
+                         f"an instance (windows of {config.fidelity.num_snippets} snippets at "
+                         f"{windows.snippets_per_sec:g} per second); check data.windows and the annotations")
+    return dataset
+
+
 def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | None, resume: bool) -> Path:
     config, optim = context.config, context.config.train.optim
     schedule = fidelity_schedule(context)
     fidelities = schedule.fidelities
-    dataset = VideoWindowDataset(annotations=context.subset(config.data.train_subset), videos_dir=config.data.videos,
-                                 classes=context.classes, fidelities=fidelities,
-                                 frames_per_snippet=config.data.frames_per_snippet,
-                                 frame_stride=config.data.frame_stride, cache=frame_cache(context, fidelities),
-                                 augment=True, on_error=config.data.on_error, seed=config.seed,
-                                 skip_log=context.skip_log)
+    dataset = training_dataset(context, fidelities)
     sampler = FidelityBatchSampler(num_items=len(dataset), batch_size=context.batch_per_rank(optim),
                                    schedule=schedule, shuffle=True, seed=config.seed,
                                    grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,
