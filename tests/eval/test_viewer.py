@@ -219,6 +219,12 @@ def test_in_chromium_click_seeks_and_slider_filters(browser, tmp_path: Path) -> 
     first = min((d for d in videos[2].detections if d.score >= 0.5), key=lambda d: d.start_sec)
     page.wait_for_function("Math.abs(document.querySelectorAll('video')[2].currentTime - %r) < 0.1" % first.start_sec)
 
+    page.locator("section.video[data-index='0'] video").focus()  # space toggles play on the focused video
+    page.keyboard.press(" ")
+    page.wait_for_function("!document.querySelectorAll('video')[0].paused")
+    page.keyboard.press(" ")
+    page.wait_for_function("document.querySelectorAll('video')[0].paused")
+
     page.locator("#min-score").fill("0")
     page.evaluate("window.scrollTo(0, 0)")  # the sticky header back on top
     page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
