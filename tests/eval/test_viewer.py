@@ -213,6 +213,7 @@ def test_in_chromium_click_seeks_and_slider_filters(browser, tmp_path: Path) -> 
     assert page.locator("#shown-count").inner_text().startswith(f"{expected} of {total}")
 
     page.locator("section.video[data-index='2'] details.list summary").click()  # the table is built on opening
+    page.locator("section.video[data-index='2'] table.detections").wait_for()  # built on the async toggle event
     rows = page.locator("section.video[data-index='2'] tbody tr:visible")
     assert rows.count() == sum(d.score >= 0.5 for d in videos[2].detections)
     rows.first.click()
