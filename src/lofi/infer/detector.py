@@ -32,7 +32,7 @@ import torch
 
 from lofi.core.windows import cut_window, video_num_snippets, window_spans
 from lofi.data.annotations import Detection
-# TEMP-CHUNKED from lofi.data.chunked import iter_snippet_chunks
+from lofi.data.chunked import iter_snippet_chunks
 from lofi.data.sampling import SnippetSpec, sample_snippets
 from lofi.data.video import VideoInfo, VideoReadError, probe_video
 from lofi.infer.model_file import ModelSpec, read_model_file
