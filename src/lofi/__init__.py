@@ -2,9 +2,9 @@
 
 from typing import Any
 
-__version__ = "0.1.0.dev0"
+from lofi.version import __version__
 
-__all__ = ["__version__", "create_model", "load_config"]
+__all__ = ["Detector", "__version__", "create_model", "load_config"]
 
 
 def __getattr__(name: str) -> Any:
@@ -13,6 +13,10 @@ def __getattr__(name: str) -> Any:
         from lofi.models import create_model
 
         return create_model
+    if name == "Detector":  # an exported model file run on raw videos (lofi.infer.detector)
+        from lofi.infer.detector import Detector
+
+        return Detector
     if name == "load_config":  # every check, the model registry's included (lofi.runtime.configs)
         from lofi.runtime.configs import load_run_config
 

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from lofi import __version__
+from lofi.version import __version__
 
 #: Commands that resume from their last checkpoint when run again.
 TRAINING_COMMANDS = ("pretrain", "train", "train-head", "run", "demo")

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import torch
 
-from lofi import __version__
+from lofi.version import __version__
 from lofi.errors import UserError
 
 #: Identifies a lofi model file (the ``format`` field of its spec).

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from lofi import __version__
+from lofi.version import __version__
 from lofi.config import RunConfig, config_to_dict, save_config
 from lofi.errors import UserError
 from lofi.io import atomic_write
