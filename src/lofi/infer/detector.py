@@ -113,7 +113,8 @@ class Detector:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Detector: {name} must be an int >= 1, got {value!r}")
         if isinstance(decode_threads, bool) or not isinstance(decode_threads, int) or decode_threads < 0:
-            raise ValueError(f"Detector: decode_threads must be an int >= 0 (0: FFmpeg chooses), got {decode_threads!r}")
+            raise ValueError(f"Detector: decode_threads must be an int >= 0 (0: FFmpeg chooses), got "
+                             f"{decode_threads!r}")
         self.spec = spec
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval()
