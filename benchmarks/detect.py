@@ -1,27 +1,34 @@
 """``lofi detect`` on an hour-long video against PyAV decoding the same video alone, side by side in one run.
 
     python benchmarks/detect.py [--work DIR] [--duration-sec 3600] [--short-sec 300]
-                                [--snippets-per-sec 1 2 4] [--decode-threads 1] [--cpus 0 1]
+                                [--snippets-per-sec 0.25 0.5 1 2 4] [--decode-threads 1] [--torch-threads auto 2]
+                                [--cpus 0 1]
 
 The video (generated once, cached in ``--work``): ``--duration-sec`` of 15 fps 128x128 H.264 (libx264 ``veryfast``,
 CRF 23, a keyframe every 3 s, no audio), a slowly shifting colour gradient with a few shapes moving over it.
 
 Every case runs in its own subprocess, pinned to the same CPUs (``--cpus``, default: all this process may use),
-with the same decoder threads (``--decode-threads``); its wall time includes starting Python (and importing torch,
-for the cases that need it), and its peak RSS comes from ``os.wait4`` (the process's own ``ru_maxrss``):
+with the same decoder threads (``--decode-threads``). *seconds* is the subprocess's wall time: the whole command,
+starting Python and importing torch included; *work s* is the same work timed inside the process (for ``lofi
+detect``, the time it prints itself: from reading the first video to writing the results). Peak RSS comes from
+``os.wait4`` (the process's own ``ru_maxrss``). The cases:
 
-- *PyAV decode + rgb, every frame*: every frame decoded and converted to an RGB ``ndarray`` at its size (reference);
+- *PyAV decode + rgb24, every frame*: every frame decoded and converted to an RGB ``ndarray`` at its size (reference);
 - *PyAV decode + lofi's frames*: every packet decoded, and only the frames lofi samples for the configuration
-  converted (bilinear resize of the short side + centre crop, as :mod:`lofi.data.sampling` does): the work lofi's
-  decoding must do, the baseline of the ratio;
-- *lofi decoding alone*: :func:`lofi.data.chunked.iter_snippet_chunks` over the whole video, no model;
-- *lofi detect*: ``python -m lofi detect VIDEO --model M.lofi --output out.json -q --decode-threads N``.
+  converted (bilinear resize of the short side + centre crop, as :mod:`lofi.data.sampling` does), PyAV and numpy
+  only: the baseline of the ratios;
+- *lofi decoding alone*: :func:`lofi.data.chunked.iter_snippet_chunks` over the whole video, no model (it reopens the
+  file per chunk and seeks forward across gaps longer than the keyframe interval, so it may decode fewer frames);
+- *the model alone*: the encoder (4 chunks per call, as ``lofi detect``) on random frames, as many snippets as the
+  video has, then the head over the windows, with ``lofi detect``'s torch threads: what decoding must hide;
+- *lofi detect*: ``python -m lofi detect VIDEO --model M.lofi --output out.json -q --decode-threads N``, once per
+  ``--torch-threads`` (``auto``: its default, the cores left by the decoder threads; 2 is torch's own default on 2
+  cores, i.e. lofi detect before it set the threads). With ``--short-sec`` also on a short video, for peak RSS.
 
 The model (random weights: speed does not depend on them) is the demo's (``tsm_resnet18_slim`` + ``actionformer``,
-96 px, 2 frames per snippet 2 apart), trained with sliding windows of ``--window`` snippets at each
-``--snippets-per-sec``. *ratio* = the baseline's seconds / the case's seconds (throughput relative to decoding
-alone; >= 0.9 is the target for ``lofi detect``). ``--short-sec`` also runs ``lofi detect`` on a short video
-to compare peak RSS (bounded memory: the hour-long run should need about the same).
+96 px, 2 frames per snippet 2 apart), trained with sliding windows of ``--window`` snippets (stride half a window) at
+each ``--snippets-per-sec``. *ratio* = the baseline's seconds / the case's seconds (throughput relative to decoding
+alone; the target for ``lofi detect`` is >= 0.9).
 """
 
 from __future__ import annotations
