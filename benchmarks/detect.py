@@ -211,24 +211,28 @@ def child_model_alone(video: Path, threads: int, model: Path, torch_threads: int
     detect's (default 4 chunks), then the head over the windows, with lofi detect's torch threads."""
     import torch
 
+    from lofi.data.video import probe_video
     from lofi.infer.detector import Detector
     from lofi.models.encoders.base import normalize_frames
 
-    info, sampling, chunk_snippets = _sampling(model, video)
+    info = probe_video(video)
     detector = Detector.load(model, decode_threads=threads, torch_threads=torch_threads)
+    sampling, chunk_snippets = detector.snippet_spec(info)
     torch.set_num_threads(detector.model_threads())
     spec = detector.spec
+    chunk = torch.randint(0, 256, (chunk_snippets, spec.frames_per_snippet, spec.frame_size_px, spec.frame_size_px,
+                                   3), dtype=torch.uint8).permute(0, 1, 4, 2, 3)  # as a decoded chunk's layout
     start = time.perf_counter()
     total, features = sampling.num_snippets, []
-    frames = torch.randint(0, 256, (detector.batch_size, chunk_snippets, spec.frames_per_snippet, spec.frame_size_px,
-                                    spec.frame_size_px, 3), dtype=torch.uint8).permute(0, 1, 2, 5, 3, 4)
     with torch.inference_mode():
         for first in range(0, total, detector.batch_size * chunk_snippets):
             count = min(detector.batch_size, math.ceil((total - first) / chunk_snippets))
-            features.extend(detector.encoder(normalize_frames(frames[:count])).float())
+            frames = torch.stack([chunk] * count)  # as Detector._encode batches chunks
+            features.extend(detector.encoder(normalize_frames(frames)).float())
         encoder_sec = time.perf_counter() - start
         detector._candidates("v", torch.cat(features, dim=1)[:, :total], info.duration_sec)
-    return {"encoder_sec": encoder_sec, "torch_threads": torch.get_num_threads()}
+    seconds = time.perf_counter() - start
+    return {"encoder_sec": encoder_sec, "torch_threads": torch.get_num_threads(), "seconds": seconds}
 
 
 def _configure(stream, threads: int) -> None:  # as lofi.data.sampling._configure_threads
@@ -248,6 +252,7 @@ class Result:
     video_sec: float
     note: str = ""
     inner_seconds: float | None = None  # the work alone, timed inside the process (no start-up, no imports)
+    cpu_seconds: float | None = None  # user + system CPU time of the whole process
 
     @property
     def throughput(self) -> float:
@@ -255,7 +260,8 @@ class Result:
 
 
 def run_case(cmd: list[str], cpus: set[int], env: dict[str, str]) -> tuple[float, float, dict]:
-    """Wall seconds, peak RSS (MB) and the JSON the child printed last (if any)."""
+    """Wall seconds, peak RSS (MB) and the JSON the child printed last (if any), with the child's CPU seconds
+    (user + system, all its threads) added as ``cpu_seconds``."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=REPO,
                             preexec_fn=lambda: os.sched_setaffinity(0, cpus))
@@ -272,6 +278,7 @@ def run_case(cmd: list[str], cpus: set[int], env: dict[str, str]) -> tuple[float
     except json.JSONDecodeError:  # lofi detect: its own timing line, "... detections in 12.3 s"
         found = re.search(r"detections in ([0-9.]+) s", text)
         extra = {"seconds": float(found.group(1))} if found else {}
+    extra["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss / 1024, extra
 
 
@@ -345,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
             import lofi.infer.detector  # noqa: F401
         start = time.perf_counter()
         result = cases[args.child]()
-        result["seconds"] = time.perf_counter() - start
+        result.setdefault("seconds", time.perf_counter() - start)
         print(json.dumps(result))
         return
 
@@ -359,12 +366,15 @@ def main(argv: list[str] | None = None) -> None:
     info = probe_video(video)
     print(describe_machine(cpus))
     print(f"video: {video} ({info.width}x{info.height}, {info.fps:g} fps, {info.num_frames} frames, "
-          f"{info.duration_sec:.1f} s); decode threads {args.decode_threads}; model {args.encoder} + {args.head}, {args.frame_size} px, "
+          f"{info.duration_sec:.1f} s); decode threads {args.decode_threads}; model {args.encoder} + {args.head}, "
+          f"{args.frame_size} px, "
           f"F=2 r=2, windows of L={args.window}\n", flush=True)
     threads = args.decode_threads
+    print(f"load average before: {os.getloadavg()[0]:.2f} (1 min; other work on the machine skews every row)\n")
     seconds, rss, extra = run_case(child_cmd("decode-rgb", video, threads), cpus, env)
     reference = Result("PyAV decode + rgb24, every frame", seconds, rss, info.duration_sec,
-                       f"decoded {extra['decoded']}, converted {extra['converted']}", extra["seconds"])
+                       f"decoded {extra['decoded']}, converted {extra['converted']}",
+                       extra["seconds"], extra["cpu_seconds"])
     print(_row_header())
     print(_row(reference, None), flush=True)
     for sps in args.snippets_per_sec:
@@ -373,20 +383,21 @@ def main(argv: list[str] | None = None) -> None:
         plan = lofi_frames(model, video, args.work / f"frames_{video.stem}_sps{sps:g}.json")
         seconds, rss, extra = run_case(child_cmd("decode-sampled", video, threads, plan), cpus, env)
         base = Result(f"sps={sps:g}: PyAV decode + lofi's frames", seconds, rss, info.duration_sec,
-                      f"decoded {extra['decoded']}, converted {extra['converted']}", extra["seconds"])
+                      f"decoded {extra['decoded']}, converted {extra['converted']}",
+                       extra["seconds"], extra["cpu_seconds"])
         print(_row(base, base), flush=True)
         if not args.skip_lofi_decode:
             seconds, rss, extra = run_case(child_cmd("lofi-decode", video, threads, model), cpus, env)
             print(_row(Result(f"sps={sps:g}: lofi decoding alone (iter_snippet_chunks)", seconds, rss,
                               info.duration_sec, f"decoded {extra['decoded']}, converted {extra['converted']}, "
-                                                 f"seeks {extra['seeks']}, chunks {extra['chunks']}", extra["seconds"]), base),
-                  flush=True)
+                                                 f"seeks {extra['seeks']}, chunks {extra['chunks']}",
+                              extra["seconds"], extra["cpu_seconds"]), base), flush=True)
         if not args.skip_model_alone:
             cmd = child_cmd("model-alone", video, threads, model) + ["--torch-threads", args.torch_threads[0]]
             seconds, rss, extra = run_case(cmd, cpus, env)
             print(_row(Result(f"sps={sps:g}: the model alone, random frames", seconds, rss, info.duration_sec,
                               f"encoder {extra['encoder_sec']:.1f} s, torch threads {extra['torch_threads']}",
-                              extra["seconds"]), base), flush=True)
+                              extra["seconds"], extra["cpu_seconds"]), base), flush=True)
         for torch_threads in args.torch_threads:
             extra_args = list(args.detect_args)
             if torch_threads != "auto":
@@ -396,19 +407,22 @@ def main(argv: list[str] | None = None) -> None:
                 label += f" ({detect_threads(len(cpus), threads)})"
             out = args.work / f"detections_sps{sps:g}_t{torch_threads}.json"
             seconds, rss, extra = run_case(detect_cmd(video, model, threads, out, extra_args), cpus, env)
-            print(_row(Result(label, seconds, rss, info.duration_sec, inner_seconds=extra.get("seconds")), base),
+            print(_row(Result(label, seconds, rss, info.duration_sec, inner_seconds=extra.get("seconds"),
+                              cpu_seconds=extra["cpu_seconds"]), base),
                   flush=True)
             if short is not None and torch_threads == args.torch_threads[0]:
                 short_info = probe_video(short)
                 seconds, rss, extra = run_case(detect_cmd(short, model, threads, out.with_suffix(".short.json"),
                                                       extra_args), cpus, env)
                 print(_row(Result(f"{label}, {short_info.duration_sec:g} s video", seconds, rss,
-                                  short_info.duration_sec, inner_seconds=extra.get("seconds")), None), flush=True)
+                                  short_info.duration_sec, inner_seconds=extra.get("seconds"),
+                              cpu_seconds=extra["cpu_seconds"]), None), flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 def _row_header() -> str:
-    return ("| case | seconds | video s / s | ratio vs decode alone | work s | work ratio | peak RSS MB | notes |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---|")
+    return ("| case | seconds | video s / s | ratio vs decode alone | work s | work ratio | CPU s | peak RSS MB "
+            "| notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
 
 
 def _row(r: Result, base: Result | None) -> str:
@@ -416,7 +430,8 @@ def _row(r: Result, base: Result | None) -> str:
     inner = f"{r.inner_seconds:.1f}" if r.inner_seconds is not None else ""
     inner_ratio = (f"{base.inner_seconds / r.inner_seconds:.2f}x"
                    if base is not None and base.inner_seconds and r.inner_seconds else "")
-    return (f"| {r.name} | {r.seconds:.1f} | {r.throughput:.0f} | {ratio} | {inner} | {inner_ratio} "
+    cpu_text = f"{r.cpu_seconds:.1f}" if r.cpu_seconds is not None else ""
+    return (f"| {r.name} | {r.seconds:.1f} | {r.throughput:.0f} | {ratio} | {inner} | {inner_ratio} | {cpu_text} "
             f"| {r.peak_rss_mb:.0f} | {r.note} |")
 
 
