@@ -21,8 +21,7 @@ Decoding runs ahead in a background thread (:func:`~lofi.infer.prefetch.prefetch
 deep) while the model works, so on a CPU the model's cost hides behind decoding when it is the cheaper of the two.
 On a CPU the model's kernels get the cores the decoder leaves (``torch_threads``; by default the usable cores
 minus ``decode_threads``, at most torch's own setting), set for the time of a ``detect_many`` call: the default
-torch pool takes every core, and on 2 cores its threads then fight the decode thread (measured in
-``benchmarks/detect.py``: the encoder ran several times slower with 2 torch threads beside decoding than with 1).
+torch pool takes every core, and on 2 cores its threads then fight the decode thread (``benchmarks/detect.py``).
 """
 
 from __future__ import annotations
