@@ -235,7 +235,7 @@ def child_model_alone(video: Path, threads: int, model: Path, torch_threads: int
     return {"encoder_sec": encoder_sec, "torch_threads": torch.get_num_threads(), "seconds": seconds}
 
 
-def _configure(stream, threads: int) -> None:  # as lofi.data.sampling._configure_threads
+def _configure(stream, threads: int) -> None:  # as lofi.data.sampling.configure_threads
     if threads == 1:
         stream.codec_context.thread_count = 1
     else:

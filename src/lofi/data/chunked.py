@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from lofi.data.sampling import (SampledClip, SnippetSpec, _configure_threads, _crop_box, _decode_at_times,
-                                _DecodeStats, resized_size_px, snippet_times_sec)
+from lofi.data.sampling import (SampledClip, SnippetSpec, configure_threads, crop_box, decode_at_times,
+                                DecodeStats, resized_size_px, snippet_times_sec)
 from lofi.data.video import VideoInfo, VideoReadError, open_video, probe_video
 
 #: Seek forward across gaps longer than this (and than the keyframe interval seen), as the samplers' default.
@@ -76,12 +76,12 @@ def _chunks_one_pass(container: av.container.InputContainer, path: str | os.Path
                      threads: int) -> Iterator[SnippetChunk]:
     """One decoding pass over ``times`` ``[T, F]``; chunk ``k`` is yielded once all its frames are converted."""
     stream = container.streams.video[0]
-    _configure_threads(stream, threads)
+    configure_threads(stream, threads)
     resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)
     if keep_full_frame:
         x, y, crop_w, crop_h = 0, 0, resized_w, resized_h
     else:
-        x, y, crop_w, crop_h = _crop_box(resized_w, resized_h, spec, None, path)
+        x, y, crop_w, crop_h = crop_box(resized_w, resized_h, spec, None, path)
     num_snippets, num_frames = times.shape
     per_chunk = chunk_snippets * num_frames  # slots (snippet frames) per full chunk
     flat_times = times.reshape(-1)  # [T*F]
@@ -91,7 +91,7 @@ def _chunks_one_pass(container: av.container.InputContainer, path: str | os.Path
     np.maximum.at(last_position, order // per_chunk, np.arange(order.size))
     buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk -> ([C*F, H, W, 3], [C*F] frame times)
     counts = [0, 0, 0]  # decoded, converted, seeks at the last chunk handed out
-    stats = _DecodeStats()
+    stats = DecodeStats()
     converted = 0
     next_chunk = 0
     reformatter = VideoReformatter()
@@ -114,7 +114,7 @@ def _chunks_one_pass(container: av.container.InputContainer, path: str | os.Path
         counts[:] = [stats.decoded, converted, stats.seeks]
         return SnippetChunk(start_snippet=start, clip=clip)
 
-    for frame, frame_sec, lo, hi in _decode_at_times(container, flat_times[order], info=info,
+    for frame, frame_sec, lo, hi in decode_at_times(container, flat_times[order], info=info,
                                                      seek_gap_sec=SEEK_GAP_SEC, stats=stats):
         rgb = reformatter.reformat(frame, width=resized_w, height=resized_h, format="rgb24",
                                    interpolation=Interpolation.BILINEAR, threads=threads).to_ndarray()
