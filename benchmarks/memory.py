@@ -34,18 +34,19 @@ from lofi.models import count_parameters, create_model
 FIDELITIES = lofi_fidelities(num_snippets=100, frame_size_px=224)  # full, S, T, ST
 
 
-def _step(model, frames: torch.Tensor, targets: SegmentTargets) -> None:
+def _step(model, frames: torch.Tensor, targets: SegmentTargets, grad_mask: torch.Tensor | None = None) -> None:
     model.zero_grad(set_to_none=False)
-    losses = model.loss(model(frames), targets)
+    losses = model.loss(model(frames, grad_mask=grad_mask), targets)
     losses["loss"].backward()
 
 
-def _cpu_peak_bytes(model, frames: torch.Tensor, targets: SegmentTargets) -> int:
+def _cpu_peak_bytes(model, frames: torch.Tensor, targets: SegmentTargets,
+                    grad_mask: torch.Tensor | None = None) -> int:
     """Peak of live tensor bytes during one step, from the profiler's allocation records (relative to the start)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _step(model, frames, targets)
+        _step(model, frames, targets, grad_mask)
     live = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         live += event.self_cpu_memory_usage

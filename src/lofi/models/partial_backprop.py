@@ -6,15 +6,16 @@ Encoders compute each snippet on its own (TSM shifts across the ``F`` frames ins
 over them), except through BatchNorm in train mode, whose batch statistics span every frame of the batch. So::
 
     frames [B, T, F, 3, H, W], grad_mask [B, T]
-        |-- the other snippets, as a batch of R  --(no_grad)-->  [R, D] -.
-        '-- the chosen snippets, as a batch of K --(grad)----->  [K, D] -+--> features [B, D, T]
+        |-- the other R snippets, in batches of <= K --(no_grad)-->  [R, D] -.
+        '-- the K chosen snippets, as one batch      --(grad)----->  [K, D] -+--> features [B, D, T]
 
 The encoder's activations kept for backward are those of the K chosen snippets only (with ``checkpoint_stages``,
-its stage inputs), so they scale with the share.
+its stage inputs), so they scale with the share; the no-grad batches are no larger than the chosen one, so their
+transient activations stay below the chosen forward's.
 
 BatchNorm: in eval mode (``frozen_bn``, frozen stages, ``.eval()``) the result is exact: the features and the
 gradients of every parameter are those of a full forward whose non-chosen features are detached. In train mode
-each group is normalised with its own batch statistics (two sub-batches of the same videos, close to but not the
+each batch is normalised with its own batch statistics (sub-batches of the same videos, close to but not the
 full batch's), and the running statistics are updated once per step, by the chosen group: the no-grad pass puts
 them back (:func:`~lofi.models.encoders.levers.bn_stats_restored`). ETAD's end-to-end setting keeps BatchNorm in
 eval mode (OpenTAD's ``norm_eval=True``).
@@ -71,8 +72,8 @@ def partial_backprop_features(encoder: nn.Module, frames: torch.Tensor, grad_mas
 
     ``frames`` is ``[B, T, ...]`` (``[B, T, F, 3, H, W]`` for lofi's encoders), ``grad_mask`` ``[B, T]`` bool with
     at least one snippet per video; ``prepare`` (e.g. uint8 normalisation) runs on each group, so the full batch is
-    never converted at once. The other snippets run first under ``torch.no_grad()`` as one batch, then the chosen
-    ones as another. An all-true mask, or no grad mode, is the plain forward. See the module docstring for
+    never converted at once. The other snippets run first under ``torch.no_grad()``, in batches of at most as many
+    snippets as are chosen, then the chosen ones as one batch. An all-true mask, or no grad mode, is the plain forward. See the module docstring for
     BatchNorm.
     """
     b, t = frames.shape[:2]
@@ -90,8 +91,9 @@ def partial_backprop_features(encoder: nn.Module, frames: torch.Tensor, grad_mas
     chosen_idx = flat_mask.nonzero().squeeze(1)  # [K]
     other_idx = (~flat_mask).nonzero().squeeze(1)  # [R]
     snippets = frames.reshape(b * t, 1, *frames.shape[2:])  # [B*T, 1, F, 3, H, W]: each snippet a video of one
-    with torch.no_grad(), bn_stats_restored([encoder]):
-        other = encode(snippets.index_select(0, other_idx))[:, :, 0]  # [R, D]
+    with torch.no_grad(), bn_stats_restored([encoder]):  # in pieces of at most K: no larger transient peak
+        other = torch.cat([encode(snippets.index_select(0, piece))[:, :, 0]
+                           for piece in other_idx.split(len(chosen_idx))])  # [R, D]
     chosen = encode(snippets.index_select(0, chosen_idx))[:, :, 0]  # [K, D]
     flat = chosen.new_zeros(b * t, chosen.shape[1])  # [B*T, D]
     flat = flat.index_copy(0, other_idx, other.to(chosen.dtype)).index_copy(0, chosen_idx, chosen)
