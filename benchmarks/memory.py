@@ -5,8 +5,8 @@
                                  [--repeats 1] [--device cpu|cuda]
 
 One training step (forward, loss, backward; no optimizer state) per fidelity, on random uint8 frames and one ground
-truth segment, after one warm-up step; the next ``--repeats`` steps are timed (the median is shown), a last one measured. On CPU, the peak is taken from the
-PyTorch profiler's own allocation records
+truth segment, after one warm-up step; the next ``--repeats`` steps are timed (the median is shown), a last one
+measured. On CPU, the peak is taken from the PyTorch profiler's own allocation records
 (``profile_memory=True``: every allocation and free of every op, in time order), so it counts tensors, not the
 allocator's cache or the process; on CUDA it is ``torch.cuda.max_memory_allocated``. Parameters and their gradients
 are listed apart; "step peak" is what the step adds on top of the parameters; "vs full" divides it by the first

@@ -73,8 +73,8 @@ def partial_backprop_features(encoder: nn.Module, frames: torch.Tensor, grad_mas
     ``frames`` is ``[B, T, ...]`` (``[B, T, F, 3, H, W]`` for lofi's encoders), ``grad_mask`` ``[B, T]`` bool with
     at least one snippet per video; ``prepare`` (e.g. uint8 normalisation) runs on each group, so the full batch is
     never converted at once. The other snippets run first under ``torch.no_grad()``, in batches of at most as many
-    snippets as are chosen, then the chosen ones as one batch. An all-true mask, or no grad mode, is the plain forward. See the module docstring for
-    BatchNorm.
+    snippets as are chosen, then the chosen ones as one batch. An all-true mask, or no grad mode, is the plain
+    forward. See the module docstring for BatchNorm.
     """
     b, t = frames.shape[:2]
     if grad_mask.shape != (b, t) or grad_mask.dtype != torch.bool:

@@ -8,7 +8,8 @@ Gradients of the head's localization loss flow into the encoder (this is what th
 takes the fidelity of :class:`~lofi.core.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
 C-long, full or custom); the head runs at the batch's number of snippets with the same weights. The batch size is
 the same at every fidelity. With ``train.partial_backprop`` only a share of each video's snippets carries gradients
-into the encoder (:mod:`lofi.models.partial_backprop`). The result is the tuned encoder's weights, ``stage2_lofi/encoder.pt``.
+into the encoder (:mod:`lofi.models.partial_backprop`). The result is the tuned encoder's weights,
+``stage2_lofi/encoder.pt``.
 """
 
 from __future__ import annotations
