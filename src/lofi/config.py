@@ -303,12 +303,25 @@ class PretrainConfig(_Checked):
 
 
 @dataclass
+class PartialBackpropConfig(_Checked):
+    """Stage 2 back-propagates through only a share of each video's snippets (ETAD, TALLFormer): the others' features
+    are computed without gradients, so the encoder's saved activations scale with ``share``
+    (:mod:`lofi.models.partial_backprop`). Drawn anew every step, seeded by ``seed`` and the step."""
+
+    share: float = _ranged(0.3, gt=0, le=1, note="1: every snippet, as without the switch")  # of each video's
+    # snippets (at least one per video)
+    mode: Literal["random", "chunks"] = "random"  # "random": independent snippets; "chunks": contiguous chunks
+    chunk_snippets: int = _ranged(4, ge=1)  # mode "chunks": snippets per chunk (the last one may be shorter)
+
+
+@dataclass
 class LoFiStageConfig(_Checked):
     """Stage 2: encoder and head trained end to end through the TAL loss at the fidelity schedule."""
 
     enabled: bool = True  # False: stage 3 uses the stage-1 encoder (the frozen-features baseline)
     encoder_lr_scale: float = _ranged(1.0, gt=0)  # the encoder learns at this times optim.lr (the head at optim.lr)
     frozen_bn: bool = False  # the encoder's BatchNorm statistics and affines stay as stage 1 left them
+    partial_backprop: PartialBackpropConfig | None = None  # None: every snippet carries gradients
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

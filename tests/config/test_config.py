@@ -64,3 +64,17 @@ def test_a_dotted_override_starts_a_null_optional_section(tmp_path):
     assert windows.min_inside_fraction == 0.5  # the rest from the section's defaults
     with pytest.raises(ConfigError, match="fidelity.num_snippets is a value, not a section"):
         load_config(path, ["fidelity.num_snippets.x=3"])
+
+
+def test_partial_backprop_is_off_by_default_and_checked():
+    assert load_config().train.partial_backprop is None
+    partial = load_config(None, ["train.partial_backprop.share=0.3"]).train.partial_backprop
+    assert partial is not None and (partial.share, partial.mode, partial.chunk_snippets) == (0.3, "random", 4)
+    partial = load_config(None, ["train.partial_backprop={share: 0.15, mode: chunks, chunk_snippets: 8}"]).train
+    assert partial.partial_backprop is not None and partial.partial_backprop.mode == "chunks"
+    with pytest.raises(ConfigError, match=r"train\.partial_backprop\.share: must be in \(0, 1\]"):
+        load_config(None, ["train.partial_backprop.share=0"])
+    with pytest.raises(ConfigError, match=r"train\.partial_backprop\.mode: 'chunk' is not one of"):
+        load_config(None, ["train.partial_backprop.mode=chunk"])
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.partial_backprop\.shares'; did you mean"):
+        load_config(None, ["train.partial_backprop.shares=0.3"])

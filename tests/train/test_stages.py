@@ -14,7 +14,10 @@ from lofi.config import load_config
 from lofi.data.features import read_features
 from lofi.data.synthetic import SyntheticConfig, generate_dataset
 from lofi.infer.extract import extract_features
+from lofi.models.options import encoder_kwargs
+from lofi.models.registry import create_encoder
 from lofi.runtime.context import make_context
+from lofi.runtime.run_identity import stage_identity
 from lofi.train.checkpoint import load_checkpoint
 from lofi.train.head_stage import run_head_stage
 from lofi.train.lofi_stage import run_lofi
@@ -152,3 +155,23 @@ def test_a_rerun_reuses_finished_stages_and_refuses_changed_ones(dataset, tmp_pa
         run_all(changed_stage1, baseline=False)
     assert _sha256(run_dir / "stage1_pretrain" / "encoder.pt") == encoder_sha
     assert "lr: 0.001" in (run_dir / "stage1_pretrain" / "config.yaml").read_text()
+
+
+def test_stage2_with_partial_backprop_trains_the_encoder_and_repeats(dataset, tmp_path):
+    """train.partial_backprop: the encoder still learns (through a third of the snippets), a second run draws the
+    same snippets and ends with the same weights, and the switch is part of stage 2's identity only when on."""
+    torch.set_num_threads(1)
+    partial = ("pretrain.enabled=false", "train.optim.epochs=1", "train.frozen_bn=true",
+               "train.partial_backprop={share: 0.3, mode: chunks, chunk_snippets: 2}")
+    weights = []
+    for name in ("a", "b"):
+        context = make_context(_config(dataset, tmp_path / name, *partial), progress=False)
+        weights.append(torch.load(run_lofi(context, encoder_weights=None), weights_only=True))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    model = context.config.model
+    torch.manual_seed(context.config.seed)  # stage 2 builds its encoder first after seeding, as here
+    start = create_encoder(model.encoder, **encoder_kwargs(model), frozen_bn=True).state_dict()
+    assert any(not torch.equal(start[k], weights[0][k]) for k in start if start[k].is_floating_point())
+    on = stage_identity("lofi", context.config).config
+    off = stage_identity("lofi", _config(dataset, tmp_path / "c")).config
+    assert on["train.partial_backprop.share"] == 0.3 and not any(k.startswith("train.partial") for k in off)

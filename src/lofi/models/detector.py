@@ -12,6 +12,7 @@ from lofi.core.raw_outputs import RawOutputs
 from lofi.core.targets import SegmentTargets
 from lofi.models.encoders.base import VideoEncoder, normalize_frames
 from lofi.models.heads.base import TALHead
+from lofi.models.partial_backprop import partial_backprop_features
 from lofi.models.registry import create_encoder, create_head
 
 
@@ -19,7 +20,8 @@ class Detector(nn.Module):
     """``frames [B, T, F, 3, H, W]`` -> the head's raw outputs, through ``encoder`` (features ``[B, D, T]``).
 
     uint8 frames (what :func:`lofi.data.sampling.sample_snippets` returns) are normalised with the encoder's
-    ImageNet statistics; float frames are taken as already normalised.
+    ImageNet statistics; float frames are taken as already normalised. ``grad_mask`` (``[B, T]`` bool) keeps
+    gradients only through those snippets' features (:mod:`lofi.models.partial_backprop`); None: through all.
     """
 
     def __init__(self, *, encoder: VideoEncoder, head: TALHead) -> None:
@@ -27,20 +29,25 @@ class Detector(nn.Module):
         self.encoder = encoder
         self.head = head
 
-    def features(self, frames: torch.Tensor) -> torch.Tensor:
-        """``[B, T, F, 3, H, W]`` frames -> ``[B, D, T]`` encoder features."""
+    def features(self, frames: torch.Tensor, *, grad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, F, 3, H, W]`` frames -> ``[B, D, T]`` encoder features (``grad_mask``: see the class)."""
         if frames.dim() != 6:
             raise ValueError(f"Detector expects frames [B, T, F, 3, H, W], got {tuple(frames.shape)}")
-        if frames.dtype == torch.uint8:
-            frames = normalize_frames(frames)
-        return self.encoder(frames)  # [B, D, T]
+        if grad_mask is not None:
+            return partial_backprop_features(self.encoder, frames, grad_mask, prepare=_normalized)  # [B, D, T]
+        return self.encoder(_normalized(frames))  # [B, D, T]
 
-    def forward(self, frames: torch.Tensor) -> RawOutputs:
-        return self.head(self.features(frames))
+    def forward(self, frames: torch.Tensor, *, grad_mask: torch.Tensor | None = None) -> RawOutputs:
+        return self.head(self.features(frames, grad_mask=grad_mask))
 
     def loss(self, outputs: RawOutputs, targets: SegmentTargets) -> dict[str, torch.Tensor]:
         """The head's loss dict (``"loss"`` is the total)."""
         return self.head.loss(outputs, targets)
+
+
+def _normalized(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames normalised, float frames as they are."""
+    return normalize_frames(frames) if frames.dtype == torch.uint8 else frames
 
 
 def create_model(*, encoder: str, head: str, num_classes: int, num_snippets: int,

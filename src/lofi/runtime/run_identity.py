@@ -167,6 +167,8 @@ def stage_identity(stage: str, config: RunConfig, inputs: Mapping[str, str] | No
                      "head_options": head_kwargs(config.model)}
     if tree["data"]["windows"] is None:  # unset: left out, so identities recorded before the key existed still match
         del tree["data"]["windows"]
+    if tree["train"]["partial_backprop"] is None:  # likewise: off, as before the key existed
+        del tree["train"]["partial_backprop"]
     flat = flatten(tree)
     neutral = NEUTRAL_KEYS + STAGE_NEUTRAL_KEYS.get(stage, ())
     chosen = {k: v for k, v in flat.items() if _selected(k, STAGE_KEYS[stage]) and not _selected(k, neutral)}

@@ -7,7 +7,9 @@ of ``L`` snippets at the fixed snippet rate of which those holding an instance t
 Gradients of the head's localization loss flow into the encoder (this is what the paper adds). Each mini-batch
 takes the fidelity of :class:`~lofi.core.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
 C-long, full or custom); the head runs at the batch's number of snippets with the same weights. The batch size is
-the same at every fidelity. The result is the tuned encoder's weights, ``stage2_lofi/encoder.pt``.
+the same at every fidelity. With ``train.partial_backprop`` only a share of each video's snippets carries gradients
+into the encoder (:mod:`lofi.models.partial_backprop`). The result is the tuned encoder's weights,
+``stage2_lofi/encoder.pt``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from pathlib import Path
 
 import torch
 
+from lofi.config import PartialBackpropConfig
 from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.data.video_windows import SlidingVideoWindowDataset
 from lofi.data.windows import FidelityBatchSampler, FidelityVideoDataset, VideoWindowDataset, collate_windows
+from lofi.models.partial_backprop import draw_grad_mask, step_seed
 from lofi.runtime.builders import build_detector, frame_cache, save_encoder
 from lofi.runtime.context import RunContext
 from lofi.runtime.run_identity import weights_input
 from lofi.train.builders import build_optimizer, build_scheduler, loop_config
-from lofi.train.engine import Trainer, seed_everything
+from lofi.train.engine import StepInfo, Trainer, seed_everything
 from lofi.train.loaders import batch_source
 
 STAGE_DIR = "stage2_lofi"
@@ -71,6 +75,18 @@ def training_dataset(context: RunContext, fidelities: dict[str, Fidelity]) -> Fi
     return dataset
 
 
+def grad_mask(partial: PartialBackpropConfig, frames: torch.Tensor, info: StepInfo, *, seed: int,
+              rank: int = 0) -> torch.Tensor:
+    """The snippets of this micro-batch that carry gradients (``train.partial_backprop``), ``[B, T]`` bool on the
+    frames' device; drawn from the run's seed, the optimiser step, the micro-batch in it and the rank, so a
+    resumed run draws what the interrupted one would have."""
+    b, t = frames.shape[:2]
+    mask = draw_grad_mask(batch_size=b, num_snippets=t, share=partial.share, mode=partial.mode,
+                          chunk_snippets=partial.chunk_snippets,
+                          seed=step_seed(seed, global_step=info.global_step, accum_index=info.accum_index, rank=rank))
+    return mask.to(frames.device)  # [B, T]
+
+
 def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | None, resume: bool) -> Path:
     config, optim = context.config, context.config.train.optim
     schedule = fidelity_schedule(context)
@@ -84,8 +100,14 @@ def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | 
     model = build_detector(context, encoder_weights).to(context.device)
     optimizer = build_optimizer(model.parameters(), optim, lr_scales=[(model.encoder, config.train.encoder_lr_scale)])
 
-    def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
-        outputs = net(batch["frames"])  # raw head outputs; the trainer moved the batch to the device
+    partial = config.train.partial_backprop
+
+    def loss_fn(net: torch.nn.Module, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
+        frames = batch["frames"]  # [B, T, F, 3, H, W]; the trainer moved the batch to the device
+        if partial is None:
+            outputs = net(frames)  # raw head outputs
+        else:
+            outputs = net(frames, grad_mask=grad_mask(partial, frames, info, seed=config.seed, rank=context.rank))
         losses = model.loss(outputs, batch["targets"])
         return {**losses, "num_snippets": torch.tensor(float(batch["frames"].shape[1]))}
 

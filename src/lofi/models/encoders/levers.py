@@ -101,7 +101,7 @@ class LeveredEncoder(VideoEncoder):
         if not (self.checkpoint_stages and torch.is_grad_enabled() and trains):
             return fn(x)
         return checkpoint(fn, x, use_reentrant=False,
-                          context_fn=lambda: (contextlib.nullcontext(), _bn_stats_restored(group)))
+                          context_fn=lambda: (contextlib.nullcontext(), bn_stats_restored(group)))
 
     @staticmethod
     def _check_frames(frames: torch.Tensor) -> None:
@@ -127,9 +127,10 @@ class LeveredEncoder(VideoEncoder):
 
 
 @contextlib.contextmanager
-def _bn_stats_restored(modules: Sequence[nn.Module]) -> Iterator[None]:
+def bn_stats_restored(modules: Sequence[nn.Module]) -> Iterator[None]:
     """Put back the running statistics of training BatchNorms after the block: the recomputation of a
-    checkpointed stage must not update them a second time."""
+    checkpointed stage (or the no-grad pass of :mod:`lofi.models.partial_backprop`) must not update them a second
+    time."""
     saved = []
     for root in modules:
         for module in root.modules():
