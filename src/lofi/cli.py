@@ -283,7 +283,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from lofi.infer.detector import Detector
 
     detector = Detector.load(args.model, device=args.device, batch_size=args.batch_size,
-                             decode_threads=args.decode_threads)
+                             decode_threads=args.decode_threads, torch_threads=args.torch_threads)
     ground_truth = None
     if args.ground_truth:
         from lofi.data.formats import load_annotations
@@ -406,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--batch-size", type=_positive_int, default=4,
                         help="chunks of snippets (or whole videos) per encoder call (default 4)")
     detect.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoding threads (0: FFmpeg chooses)")
+    detect.add_argument("--torch-threads", type=_positive_int, default=None,
+                        help="the model's CPU threads (default: the cores left by the decoder threads)")
     detect.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     detect.set_defaults(func=_cmd_detect)
 

@@ -242,3 +242,34 @@ def test_a_windowed_model_detects_as_stage_3_did(windowed):
     # progress came chunk by chunk: 32 snippets at a time, up to each video's 60-72 snippets
     assert seen and seen[-1][1] == seen[-1][2] and all(done <= total for _, done, total in seen)
     assert len({total for _, _, total in seen}) == len(videos) and min(done for _, done, _ in seen) == 32
+
+
+def _write(path: Path, *, codec: str, width: int, height: int, fps, seconds: float) -> Path:
+    """A moving-square clip in another container/codec/size/frame rate than the training videos."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(round(seconds * float(fps))):
+            image = np.zeros((height, width, 3), dtype=np.uint8)
+            x = (3 * i) % max(1, width - 10)
+            image[height // 3: height // 3 + 10, x:x + 10] = (200, 80, 40)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, codec, width, height, fps", [
+    ("vp9.webm", "libvpx-vp9", 100, 60, 24),  # VP9 in WebM, not square, not 4:3
+    ("odd.mkv", "libx264", 90, 142, "30000/1001"),  # H.264 in Matroska, portrait, odd width/2, NTSC rate
+])
+def test_other_containers_codecs_sizes_and_rates(model_file, tmp_path, name, codec, width, height, fps):
+    from fractions import Fraction
+
+    path = _write(tmp_path / name, codec=codec, width=width, height=height, fps=Fraction(fps), seconds=3.0)
+    (result,) = Detector.load(model_file).detect_many([path])
+    assert result.ok, result.error
+    assert result.duration_sec == pytest.approx(3.0, abs=0.1) and result.detections
+    assert all(0.0 <= d.start_sec <= d.end_sec <= result.duration_sec + 1e-6 for d in result.detections)

@@ -147,7 +147,7 @@ def resized_size_px(width: int, height: int, short_side_px: int | None) -> tuple
     return max(short_side_px, math.floor(width * short_side_px / height + 0.5)), short_side_px
 
 
-def _crop_box(width: int, height: int, spec: SnippetSpec, generator: torch.Generator | None,
+def crop_box(width: int, height: int, spec: SnippetSpec, generator: torch.Generator | None,
               path: str | os.PathLike) -> tuple[int, int, int, int]:
     """One ``(x, y, w, h)`` crop inside a ``width`` x ``height`` frame."""
     side = spec.crop_px
@@ -164,7 +164,9 @@ def _crop_box(width: int, height: int, spec: SnippetSpec, generator: torch.Gener
 
 
 @dataclass
-class _DecodeStats:
+class DecodeStats:
+    """Counters of one decode pass: frames decoded, seeks made."""
+
     decoded: int = 0
     seeks: int = 0
 
@@ -195,7 +197,7 @@ def _seek_back(container: av.container.InputContainer, info: VideoInfo, frame_se
 
 @dataclass
 class _DecodeState:
-    """Where one forward pass of :func:`_decode_at_times` stands."""
+    """Where one forward pass of :func:`decode_at_times` stands."""
 
     targets: list[float]  # the requested times, sorted (Python floats: cheaper to compare per frame than numpy's)
     min_gap_sec: float  # seek only across gaps longer than this
@@ -210,8 +212,8 @@ class _DecodeState:
         return self.next_target >= len(self.targets)
 
 
-def _decode_at_times(container: av.container.InputContainer, targets_sec: np.ndarray, *, info: VideoInfo,
-                     seek_gap_sec: float | None, stats: _DecodeStats
+def decode_at_times(container: av.container.InputContainer, targets_sec: np.ndarray, *, info: VideoInfo,
+                     seek_gap_sec: float | None, stats: DecodeStats
                      ) -> Iterator[tuple[av.VideoFrame, float, int, int]]:
     """Decode forward and yield ``(frame, frame_time_sec, lo, hi)``: ``frame`` is used for ``targets_sec[lo:hi]``.
 
@@ -295,7 +297,7 @@ def _targets_before(state: _DecodeState, frame_sec: float) -> int:
 
 
 def _seek_ahead(state: _DecodeState, frame_sec: float, container: av.container.InputContainer, info: VideoInfo,
-                stats: _DecodeStats) -> bool:
+                stats: DecodeStats) -> bool:
     """Seek to the next target when it lies further ahead than the smallest gap worth a seek; True when it did
     (decode again from there). A file that cannot seek is decoded sequentially from then on."""
     target_sec = state.targets[state.next_target]
@@ -321,7 +323,8 @@ def _check_reached(info: VideoInfo, last_frame: av.VideoFrame | None, last_frame
                                         f"(truncated or corrupt file){detail}")
 
 
-def _configure_threads(stream: av.video.stream.VideoStream, threads: int) -> None:
+def configure_threads(stream: av.video.stream.VideoStream, threads: int) -> None:
+    """Decoder threads for ``stream``: 1 (DataLoader workers), or N / 0 (FFmpeg chooses) frame threads."""
     if threads == 1:
         stream.codec_context.thread_count = 1
         return
@@ -451,21 +454,21 @@ def _sample_times_open(container: av.container.InputContainer, path: str | os.Pa
                        keep_full_frame: bool, seek_gap_sec: float | None, threads: int) -> SampledClip:
     """Decode the frames displayed at ``times`` ``[T, F]``, resize and crop them (one pass, forward seeks)."""
     stream = container.streams.video[0]
-    _configure_threads(stream, threads)
+    configure_threads(stream, threads)
     resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)
     if keep_full_frame:
         x, y, crop_w, crop_h = 0, 0, resized_w, resized_h
     else:
-        x, y, crop_w, crop_h = _crop_box(resized_w, resized_h, spec, generator, path)
+        x, y, crop_w, crop_h = crop_box(resized_w, resized_h, spec, generator, path)
 
     flat_times = times.reshape(-1)  # [T*F]
     order = np.argsort(flat_times, kind="stable")
     out = np.empty((flat_times.size, crop_h, crop_w, 3), dtype=np.uint8)  # [T*F, H, W, 3]
     frame_times = np.empty(flat_times.size, dtype=np.float64)  # [T*F]
     reformatter = VideoReformatter()
-    stats = _DecodeStats()
+    stats = DecodeStats()
     converted = 0
-    for frame, frame_sec, lo, hi in _decode_at_times(container, flat_times[order], info=info,
+    for frame, frame_sec, lo, hi in decode_at_times(container, flat_times[order], info=info,
                                                      seek_gap_sec=seek_gap_sec, stats=stats):
         rgb = reformatter.reformat(frame, width=resized_w, height=resized_h, format="rgb24",
                                    interpolation=Interpolation.BILINEAR, threads=threads).to_ndarray()

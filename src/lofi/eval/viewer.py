@@ -83,7 +83,8 @@ def _check_finite(video_id: str, what: str, *values: float) -> None:
 def _video_data(video: ViewerVideo, *, page_dir: Path, class_index: dict[str, int]) -> dict[str, Any]:
     duration_sec = float(video.duration_sec)
     if not math.isfinite(duration_sec) or duration_sec <= 0:
-        raise ValueError(f"video {video.video_id!r}: duration_sec must be a positive number, got {video.duration_sec!r}")
+        raise ValueError(f"video {video.video_id!r}: duration_sec must be a positive number, got "
+                         f"{video.duration_sec!r}")
     detections = []
     for i, d in enumerate(video.detections):
         _check_finite(video.video_id, f"detection {i}", d.start_sec, d.end_sec, d.score)

@@ -19,10 +19,14 @@ evaluation of the same model on the same video:
 
 Decoding runs ahead in a background thread (:func:`~lofi.infer.prefetch.prefetch`, ``prefetch_chunks`` chunks
 deep) while the model works, so on a CPU the model's cost hides behind decoding when it is the cheaper of the two.
+On a CPU the model's kernels get the cores the decoder leaves (``torch_threads``; by default the usable cores
+minus ``decode_threads``, at most torch's own setting), set for the time of a ``detect_many`` call: the default
+torch pool takes every core, and on 2 cores its threads then fight the decode thread (``benchmarks/detect.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,12 +112,16 @@ class Detector:
 
     def __init__(self, *, spec: ModelSpec, encoder: torch.nn.Module, head: torch.nn.Module,
                  device: str | torch.device = "cpu", batch_size: int = 4, decode_threads: int = 1,
-                 prefetch_chunks: int = 4) -> None:
+                 prefetch_chunks: int = 4, torch_threads: int | None = None) -> None:
         for name, value in (("batch_size", batch_size), ("prefetch_chunks", prefetch_chunks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Detector: {name} must be an int >= 1, got {value!r}")
         if isinstance(decode_threads, bool) or not isinstance(decode_threads, int) or decode_threads < 0:
-            raise ValueError(f"Detector: decode_threads must be an int >= 0 (0: FFmpeg chooses), got {decode_threads!r}")
+            raise ValueError(f"Detector: decode_threads must be an int >= 0 (0: FFmpeg chooses), got "
+                             f"{decode_threads!r}")
+        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                          or torch_threads < 1):
+            raise ValueError(f"Detector: torch_threads must be an int >= 1 or None (auto), got {torch_threads!r}")
         self.spec = spec
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval()
@@ -121,11 +129,12 @@ class Detector:
         self.batch_size = batch_size
         self.decode_threads = decode_threads
         self.prefetch_chunks = prefetch_chunks
+        self.torch_threads = torch_threads
         self.postprocess = PostprocessConfig(**spec.postprocess)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", batch_size: int = 4,
-             decode_threads: int = 1, prefetch_chunks: int = 4) -> Detector:
+             decode_threads: int = 1, prefetch_chunks: int = 4, torch_threads: int | None = None) -> Detector:
         """The detector of model file ``path`` (``lofi export``); raises
         :class:`~lofi.infer.model_file.ModelFileError` for a file that is not one, and never unpickles."""
         spec, encoder_state, head_state = read_model_file(path)
@@ -135,7 +144,7 @@ class Detector:
                            num_snippets=spec.num_snippets, **spec.head_options)
         head.load_state_dict(head_state, strict=True)
         return cls(spec=spec, encoder=encoder, head=head, device=_resolve_device(device), batch_size=batch_size,
-                   decode_threads=decode_threads, prefetch_chunks=prefetch_chunks)
+                   decode_threads=decode_threads, prefetch_chunks=prefetch_chunks, torch_threads=torch_threads)
 
     @property
     def classes(self) -> list[str]:
@@ -174,7 +183,7 @@ class Detector:
                 yield self._finish(ids[next_index], paths[next_index], state, threshold=threshold, top_k=top_k)
                 next_index += 1
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self._model_threads():
             for event in prefetch(self._decode(paths), depth=self.prefetch_chunks, name="lofi-decode"):
                 state = states.setdefault(event.index, _VideoState())
                 if isinstance(event, _Chunk):
@@ -191,6 +200,26 @@ class Detector:
                 yield from ready()
             flush()
             yield from ready()
+
+    def model_threads(self) -> int:
+        """The torch intra-op threads the model runs with on a CPU: ``torch_threads``, or the usable cores less the
+        decoder's threads (at least 1, at most torch's current setting)."""
+        if self.torch_threads is not None:
+            return self.torch_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(torch.get_num_threads(), cores - max(self.decode_threads, 1)))
+
+    @contextlib.contextmanager
+    def _model_threads(self) -> Iterator[None]:
+        if self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.model_threads())
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     # -- the steps ----------------------------------------------------------------------------------------------
     def snippet_spec(self, info: VideoInfo) -> tuple[SnippetSpec, int]:

@@ -171,7 +171,8 @@ def _read_metadata(file: Path) -> dict[str, str]:
 def _refuse_code(file: Path, head: bytes) -> None:
     """A pickle (protocol 2 and later start ``0x80 <protocol>``) or a ``torch.save`` zip can run code when
     loaded: refuse it by name, reading nothing more. Called only when the file has no safetensors header."""
-    if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+    pickled = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if head.startswith(b"PK\x03\x04") or pickled:
         raise ModelFileError(f"{file}: a pickle (torch.save) file, refused: loading it could run code. A lofi "
                              f"model file holds tensors and JSON only (safetensors); make one with `lofi export "
                              f"RUN_DIR -o model.lofi`")
@@ -183,8 +184,8 @@ def _spec_of(metadata: Mapping[str, str], file: Path) -> ModelSpec:
     except json.JSONDecodeError:
         raise ModelFileError(f"{file}: the model spec is not valid JSON") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{file}: not a lofi model file (format {data.get('format') if isinstance(data, dict) else None!r}, "
-                             f"expected {FORMAT!r})")
+        found = data.get("format") if isinstance(data, dict) else None
+        raise ModelFileError(f"{file}: not a lofi model file (format {found!r}, expected {FORMAT!r})")
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ModelFileError(f"{file}: the model spec has no format_version")
