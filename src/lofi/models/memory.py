@@ -8,7 +8,8 @@ One step (forward, loss, backward, optimizer step) of ``B`` videos at fidelity `
 
 * The **encoder** terms are linear in the pixels that carry gradients, ``px = B * K * F * S^2`` (``K`` snippets of
   each video back-propagate: all ``T``, or partial back-prop's chosen share). Probes of the encoder alone (features
-  into a squared-mean loss) at a few sizes of ``T`` and ``S`` (multiples of 32 px, batch 1) give, for each lever
+  into a squared-mean loss) at a few sizes of ``T`` and ``S`` (multiples of 32 px, batch 1, the run's ``F``) give, for
+  each lever
   combination (checkpointing, bf16 autocast, partial share), the bytes still alive after the forward (``saved``:
   what backward keeps, the features included) and the step's peak; each is fitted ``a + b * px`` by least squares.
 * The **head** sees features ``[B, D, T]``: G-TAD's proposal maps grow with ``T^2``, so it is probed on its own at
@@ -436,6 +437,7 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
         head_options=head_options, device=device, encoder_param_bytes=module_bytes(base),
         trainable_encoder_bytes=module_bytes(base, trainable_only=True))
     seconds: dict[tuple[int, int], float] = {}
+    probe_f = frames_per_snippet
     with MemoryTrace(device) as trace:
         for i, lever in enumerate(levers):
             model = build_probe_model(encoder=encoder, head=head, num_snippets=probe_snippets,
@@ -443,7 +445,7 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
                                       device=device)
             for j, (num_snippets, size) in enumerate(probe_sizes):
                 frames = probe_frames(batch_size=1, fidelity=Fidelity("probe", num_snippets, size),
-                                      frames_per_snippet=frames_per_snippet, device=device)
+                                      frames_per_snippet=probe_f, device=device)
                 seconds[i, j] = _probe_encoder(model, frames, lever, trace, f"{i}:{j}")
         trainable = [p for p in model.parameters() if p.requires_grad]
         for p in trainable:
@@ -455,8 +457,8 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
             with trace.window(f"optimizer:{name}"):
                 optimizer.step()
     for i, lever in enumerate(levers):
-        grad_px = [grad_snippets(t, lever.partial_share) * frames_per_snippet * size ** 2 for t, size in probe_sizes]
-        all_px = [t * frames_per_snippet * size ** 2 for t, size in probe_sizes]
+        grad_px = [grad_snippets(t, lever.partial_share) * probe_f * size ** 2 for t, size in probe_sizes]
+        all_px = [t * probe_f * size ** 2 for t, size in probe_sizes]
         saved = [trace.end_bytes(f"{i}:{j}:fwd") for j in range(len(probe_sizes))]
         peak = [max(trace.peak_bytes(f"{i}:{j}:fwd"), trace.end_bytes(f"{i}:{j}:fwd") + trace.peak_bytes(f"{i}:{j}:bwd"))
                 for j in range(len(probe_sizes))]

@@ -64,7 +64,8 @@ NEUTRAL_KEYS: tuple[str, ...] = ("data.annotations", "data.videos", "data.num_wo
 #: makes a folder "hold results".
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "pretrain": ("encoder.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png"),
-    "lofi": ("encoder.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png"),
+    "lofi": ("encoder.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png",
+             "plan.json"),
     "extract": ("*.pt", "*.tmp"),
     "head": ("head.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png",
              "metrics.json", "predictions.json", "raw_predictions.json", "video_scores.json", "plots/*.png"),
