@@ -378,13 +378,17 @@ def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace:
     def forward() -> torch.Tensor:
         return model.features(frames, grad_mask=mask).square().mean()  # [B, D, T] -> []
 
+    def backward(loss: torch.Tensor) -> None:
+        if loss.requires_grad:  # not when every stage is frozen
+            loss.backward()
+
     model.zero_grad(set_to_none=False)
-    forward().backward()  # warm-up: gradients allocated
-    seconds = _timed(frames.device, lambda: forward().backward())
+    backward(forward())  # warm-up: gradients allocated
+    seconds = _timed(frames.device, lambda: backward(forward()))
     with trace.window(f"{key}:fwd"):
         loss = forward()
     with trace.window(f"{key}:bwd"):
-        loss.backward()
+        backward(loss)
         del loss
     return seconds
 
