@@ -333,7 +333,8 @@ class MemoryModel:
             frames_bytes=batch_size * t * f * 3 * size ** 2,
             encoder_saved_bytes=int(fit.saved_bytes(grad_px)), encoder_peak_bytes=int(fit.peak_bytes(grad_px)),
             head_bytes=batch_size * head.peak_bytes, head_retained_bytes=batch_size * head.retained_bytes,
-            optimizer_step_bytes=int(self.optimizer_step_ratio.get(optimizer, 0.0) * trainable), seconds=fit.seconds(all_px) + batch_size * head.seconds)
+            optimizer_step_bytes=int(self.optimizer_step_ratio.get(optimizer, 0.0) * trainable),
+            seconds=fit.seconds(all_px) + batch_size * head.seconds)
 
 
 def _targets(batch_size: int, device: torch.device) -> SegmentTargets:
@@ -464,7 +465,8 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
         grad_px = [grad_snippets(t, lever.partial_share) * probe_f * size ** 2 for t, size in probe_sizes]
         all_px = [t * probe_f * size ** 2 for t, size in probe_sizes]
         saved = [trace.end_bytes(f"{i}:{j}:fwd") for j in range(len(probe_sizes))]
-        peak = [max(trace.peak_bytes(f"{i}:{j}:fwd"), trace.end_bytes(f"{i}:{j}:fwd") + trace.peak_bytes(f"{i}:{j}:bwd"))
+        peak = [max(trace.peak_bytes(f"{i}:{j}:fwd"),
+                    trace.end_bytes(f"{i}:{j}:fwd") + trace.peak_bytes(f"{i}:{j}:bwd"))  # backward on top of saved
                 for j in range(len(probe_sizes))]
         memory.encoder_fits[lever] = EncoderFit(saved_bytes=LinearFit.fit(grad_px, saved),
                                                 peak_bytes=LinearFit.fit(grad_px, peak),

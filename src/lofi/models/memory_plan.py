@@ -1,8 +1,8 @@
 """Which stage-2 configuration fits a memory budget: every LoFi fidelity with every lever combination, predicted by
 :class:`~lofi.models.memory.MemoryModel`, and the recommendation.
 
-Candidates: the given full fidelity and its quarter-size reductions S, T, ST (:func:`lofi.core.fidelity.lofi_fidelities`),
-each with and without checkpointing, bf16 autocast and partial back-prop (0.3), and their combinations. The
+Candidates: the given full fidelity and its quarter-size reductions S, T, ST
+(:func:`lofi.core.fidelity.lofi_fidelities`), each with and without checkpointing, bf16 autocast and partial back-prop (0.3), and their combinations. The
 recommendation:
 
 1. the full fidelity, when a configuration of it fits;
