@@ -2,8 +2,8 @@
 :class:`~lofi.models.memory.MemoryModel`, and the recommendation.
 
 Candidates: the given full fidelity and its quarter-size reductions S, T, ST
-(:func:`lofi.core.fidelity.lofi_fidelities`), each with and without checkpointing, bf16 autocast and partial back-prop (0.3), and their combinations. The
-recommendation:
+(:func:`lofi.core.fidelity.lofi_fidelities`), each with and without checkpointing, bf16 autocast and partial
+back-prop (0.3), and their combinations. The recommendation:
 
 1. the full fidelity, when a configuration of it fits;
 2. otherwise a C-LoFi cycle over S, T and ST (``C-long``, the paper's best, or ``C-short``), with one lever
