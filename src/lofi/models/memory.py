@@ -361,12 +361,16 @@ def probe_frames(*, batch_size: int, fidelity: Fidelity, frames_per_snippet: int
                          dtype=torch.uint8, generator=generator).to(device)
 
 
-def _timed(device: torch.device, fn: Any) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
+def _timed(device: torch.device, fn: Any, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` runs of ``fn`` (the least disturbed by other work on the machine)."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace: MemoryTrace, key: str) -> float:

@@ -13,9 +13,9 @@ back-prop (0.3), and their combinations. The recommendation:
 
 Among the lever combinations that fit, the exact ones come first: checkpointing recomputes, it changes no result,
 while bf16 autocast changes the numerics and partial back-prop the gradients (:data:`LEVER_RANK`: none and
-checkpoint, then bf16, then partial, then both); among equals the fastest (relative step time, then memory). So a
-large budget gets full fidelity without levers, a medium one full fidelity with checkpointing before bf16 or partial
-back-prop.
+checkpoint, then bf16, then partial, then both); among equals the fastest (relative step time), where times within
+:data:`TIME_TOLERANCE` count as equal and fewer levers win. So a large budget gets full fidelity without levers, a
+medium one full fidelity with checkpointing before bf16 or partial back-prop.
 """
 
 from __future__ import annotations
@@ -151,8 +151,21 @@ def lever_rank(levers: Levers) -> int:
     return (levers.autocast is not None) + 2 * (levers.partial_share is not None)
 
 
+#: Relative step times closer than this are taken as equal (probe timings are noisy on a shared machine): then the
+#: configuration with fewer levers wins.
+TIME_TOLERANCE = 0.25
+
+
+def num_levers(levers: Levers) -> int:
+    return int(levers.checkpoint) + (levers.autocast is not None) + (levers.partial_share is not None)
+
+
 def _best(candidates: Sequence[Candidate]) -> Candidate:
-    return min(candidates, key=lambda c: (lever_rank(c.levers), c.relative_seconds, c.peak_bytes))
+    rank = min(lever_rank(c.levers) for c in candidates)
+    same = [c for c in candidates if lever_rank(c.levers) == rank]
+    fastest = min(c.relative_seconds for c in same)
+    close = [c for c in same if c.relative_seconds <= (1 + TIME_TOLERANCE) * fastest]
+    return min(close, key=lambda c: (num_levers(c.levers), c.relative_seconds, c.peak_bytes))
 
 
 def recommend(candidates: Sequence[Candidate], *, cycle: CycleMode = "C-long", budget_bytes: int) -> Recommendation:
@@ -164,10 +177,15 @@ def recommend(candidates: Sequence[Candidate], *, cycle: CycleMode = "C-long", b
     by_levers: dict[Levers, dict[str, Candidate]] = {}
     for c in candidates:
         by_levers.setdefault(c.levers, {})[c.fidelity.name] = c
-    cycles = [(lever_rank(lv), sum(m[n].relative_seconds for n in CYCLE), max(m[n].peak_bytes for n in CYCLE), lv)
-              for lv, m in by_levers.items() if all(n in m and m[n].fits for n in CYCLE)]
-    if cycles:
-        *_, lv = min(cycles, key=lambda item: item[:3])
+    fitting = [lv for lv, m in by_levers.items() if all(n in m and m[n].fits for n in CYCLE)]
+    if fitting:  # the cycle's members ranked as one candidate: its largest peak, its mean time
+        def largest(lv: Levers) -> Candidate:
+            return max((by_levers[lv][n] for n in CYCLE), key=lambda c: c.peak_bytes)
+
+        members = [Candidate(fidelity=largest(lv).fidelity, levers=lv, prediction=largest(lv).prediction,
+                             relative_seconds=sum(by_levers[lv][n].relative_seconds for n in CYCLE) / len(CYCLE),
+                             fits=True) for lv in fitting]
+        lv = _best(members).levers
         return Recommendation(mode=cycle, levers=lv, members=tuple(by_levers[lv][n] for n in CYCLE))
     reduced = [c for c in candidates if c.fidelity.name in CYCLE and c.fits]
     if reduced:
