@@ -1,24 +1,27 @@
-"""Forward + backward memory of an encoder + head at several LoFi fidelities, measured by torch itself.
+"""Peak memory and step time of one stage-2 training step for every LoFi fidelity x memory lever, as ratios to
+naive fp32 full fidelity, beside the memory model's prediction.
 
-    python benchmarks/memory.py [--encoder tsm_resnet18] [--head gtad] [--fidelities full S T ST] [--batch 1]
-                                 [--frames-per-snippet 1] [--levers none checkpoint bf16 checkpoint+bf16]
-                                 [--repeats 1] [--device cpu|cuda]
+    python benchmarks/memory.py [--encoder tsm_resnet18] [--head gtad] [--num-snippets 100] [--frame-size 224]
+                                 [--frames-per-snippet 8] [--batch 1] [--optimizer sgd]
+                                 [--levers none checkpoint bf16 checkpoint+bf16 partial30 checkpoint+bf16+partial30]
+                                 [--fidelities full S T ST] [--repeats 1] [--threads N] [--device cpu|cuda]
 
-One training step (forward, loss, backward; no optimizer state) per fidelity, on random uint8 frames and one ground
-truth segment, after one warm-up step; the next ``--repeats`` steps are timed (the median is shown), a last one
-measured. On CPU, the peak is taken from the PyTorch profiler's own allocation records
-(``profile_memory=True``: every allocation and free of every op, in time order), so it counts tensors, not the
-allocator's cache or the process; on CUDA it is ``torch.cuda.max_memory_allocated``. Parameters and their gradients
-are listed apart; "step peak" is what the step adds on top of the parameters; "vs full" divides it by the first
-row's (full fidelity, first lever setting).
+Each row is one real training step (forward, loss, backward, optimizer step) on random uint8 frames and one ground
+truth segment, after a warm-up step (gradients and optimizer state allocated): ``--repeats`` timed steps (the median
+is shown), then a measured one (:func:`lofi.models.memory.measure_training_step`). On CPU the peak is read from the
+PyTorch profiler's allocation records (every allocation and free of every op, in time order: tensors, not the
+allocator's cache or the process); on CUDA it is ``torch.cuda.max_memory_allocated``. The peak counts everything
+alive: parameters, gradients, optimizer state, input frames and activations.
 
-Lever ``partialNN`` (e.g. ``partial30``, ``checkpoint+partial30``) is stage 2's ``train.partial_backprop`` with
-share NN% (random snippets, one fixed draw): the other snippets' features are computed without gradients
-(:mod:`lofi.models.partial_backprop`). The other levers are encoder options.
+"predicted" is :class:`lofi.models.memory.MemoryModel`, fitted first at its small probes (encoder per lever
+combination, head at each T); "err" is predicted / measured - 1. "x naive" divides by the first row (full
+fidelity, first lever setting; ``none`` = fp32 without levers).
 
-The fidelities are the paper's mini-batch reductions (``lofi.core.fidelity.lofi_fidelities``), each about a
-quarter of the full 100 snippets x 224^2: T keeps the frame size and takes 25 snippets, S keeps 100 snippets at
-112^2, ST takes 50 snippets at 158^2.
+Levers: ``checkpoint`` (per-stage activation checkpointing), ``bf16`` (autocast), ``partialNN`` (stage 2's
+``train.partial_backprop`` at share NN%: the other snippets' features computed without gradients); join with ``+``.
+The fidelities are the paper's quarter-size reductions of the given full fidelity (``lofi_fidelities``): T keeps the
+frame size with a quarter of the snippets, S keeps the snippets at half the frame size, ST takes half the snippets
+at 1/sqrt(2) of the size.
 """
 
 from __future__ import annotations
@@ -26,137 +29,74 @@ from __future__ import annotations
 import argparse
 import platform
 import re
-import statistics
-import time
 
 import torch
 
-from lofi.core.fidelity import Fidelity, lofi_fidelities
-from lofi.core.targets import SegmentTargets
-from lofi.models import count_parameters, create_model
-from lofi.models.partial_backprop import draw_grad_mask
+from lofi.core.fidelity import lofi_fidelities
+from lofi.models.memory import Levers, fit_memory_model, measure_training_step
 
-
-#: The paper's full fidelity and its quarter-size reductions, as stage 2 uses them (lofi.core.fidelity).
-FIDELITIES = lofi_fidelities(num_snippets=100, frame_size_px=224)  # full, S, T, ST
-
-
-def _step(model, frames: torch.Tensor, targets: SegmentTargets, grad_mask: torch.Tensor | None = None) -> None:
-    model.zero_grad(set_to_none=False)
-    losses = model.loss(model(frames, grad_mask=grad_mask), targets)
-    losses["loss"].backward()
-
-
-def _cpu_peak_bytes(model, frames: torch.Tensor, targets: SegmentTargets,
-                    grad_mask: torch.Tensor | None = None) -> int:
-    """Peak of live tensor bytes during one step, from the profiler's allocation records (relative to the start)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _step(model, frames, targets, grad_mask)
-    live = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        live += event.self_cpu_memory_usage
-        peak = max(peak, live)
-    return peak
-
-
-#: Encoder memory levers by name (options of the encoder); "+" combines them, also with ``partialNN``.
-LEVERS = {"none": {}, "checkpoint": {"checkpoint_stages": True}, "bf16": {"autocast": "bf16"},
-          "fp16": {"autocast": "fp16"}, "channels_last": {"channels_last": True}}
 _PARTIAL = re.compile(r"partial(\d+)")
 
 
-def lever_options(spec: str) -> dict:
-    """The encoder options of ``spec`` (``partialNN`` parts are left to :func:`partial_share`)."""
-    options: dict = {}
+def parse_levers(spec: str) -> Levers:
+    """``"checkpoint+bf16+partial30"`` -> :class:`Levers`."""
+    checkpoint, autocast, share = False, None, None
     for part in spec.split("+"):
-        if _PARTIAL.fullmatch(part) is None:
-            if part not in LEVERS:
-                raise SystemExit(f"unknown lever {part!r} in {spec!r}; known: {', '.join(LEVERS)}, partialNN")
-            options.update(LEVERS[part])
-    return options
-
-
-def partial_share(spec: str) -> float | None:
-    """The share of snippets that carry gradients (``partialNN`` -> NN / 100), None without that lever."""
-    shares = [int(m.group(1)) / 100 for m in map(_PARTIAL.fullmatch, spec.split("+")) if m is not None]
-    if len(shares) > 1 or any(not 0 < share <= 1 for share in shares):
-        raise SystemExit(f"{spec!r}: at most one partialNN lever, NN in 1..100")
-    return shares[0] if shares else None
-
-
-def measure(*, encoder: str, head: str, fidelity: Fidelity, batch: int, frames_per_snippet: int,
-            levers: str, device: torch.device, repeats: int = 1) -> dict[str, float]:
-    torch.manual_seed(0)
-    model = create_model(encoder=encoder, head=head, num_classes=20, num_snippets=fidelity.num_snippets,
-                         encoder_options=lever_options(levers)).to(device).train()
-    size = fidelity.frame_size_px
-    frames = torch.randint(0, 256, (batch, fidelity.num_snippets, frames_per_snippet, 3, size, size),
-                           dtype=torch.uint8, device=device)  # [B, T, F, 3, H, W]
-    targets = SegmentTargets(segments=[torch.tensor([[0.2, 0.6]], device=device)] * batch,
-                             labels=[torch.tensor([3], device=device)] * batch)
-    share = partial_share(levers)
-    grad_mask = None if share is None else draw_grad_mask(batch_size=batch, num_snippets=fidelity.num_snippets,
-                                                          share=share, seed=0).to(device)  # [B, T]
-    _step(model, frames, targets, grad_mask)  # warm-up: gradients allocated, lazy buffers built
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    times = []
-    for _ in range(repeats):  # timed on their own: the profiler slows the measured step down
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        _step(model, frames, targets, grad_mask)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        _step(model, frames, targets, grad_mask)
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = _cpu_peak_bytes(model, frames, targets, grad_mask)
-    return {"params_M": count_parameters(model) / 1e6, "param_MiB": param_bytes / 2**20,
-            "step_peak_MiB": peak / 2**20, "seconds": seconds,
-            "frames": batch * fidelity.num_snippets * frames_per_snippet}
+        match = _PARTIAL.fullmatch(part)
+        if part == "checkpoint":
+            checkpoint = True
+        elif part in ("bf16", "fp16"):
+            autocast = part
+        elif match is not None and 0 < int(match.group(1)) <= 100 and share is None:
+            share = int(match.group(1)) / 100
+        elif part != "none":
+            raise SystemExit(f"unknown lever {part!r} in {spec!r}; known: none, checkpoint, bf16, fp16, partialNN")
+    return Levers(checkpoint=checkpoint, autocast=autocast, partial_share=share)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="tsm_resnet18")
     parser.add_argument("--head", default="gtad")
-    parser.add_argument("--fidelities", nargs="+", default=list(FIDELITIES), choices=list(FIDELITIES))
+    parser.add_argument("--num-snippets", type=int, default=100, help="full fidelity's T")
+    parser.add_argument("--frame-size", type=int, default=224, help="full fidelity's S (px)")
+    parser.add_argument("--frames-per-snippet", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--frames-per-snippet", type=int, default=1)
-    parser.add_argument("--levers", nargs="+", default=["none", "checkpoint"],
-                        help=f"memory levers to measure, each a '+'-joined subset of {', '.join(LEVERS)} and "
-                             f"partialNN (back-propagate through NN%% of the snippets)")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    parser.add_argument("--fidelities", nargs="+", default=["full", "S", "T", "ST"], choices=["full", "S", "T", "ST"])
+    parser.add_argument("--levers", nargs="+", default=["none", "checkpoint", "bf16", "checkpoint+bf16", "partial30",
+                                                        "checkpoint+bf16+partial30"])
     parser.add_argument("--repeats", type=int, default=1, help="timed steps per row (the median is shown)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    levers = [parse_levers(spec) for spec in args.levers]  # unknown names fail before anything runs
+    fidelities = lofi_fidelities(num_snippets=args.num_snippets, frame_size_px=args.frame_size)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads; {args.encoder} + {args.head}, "
-          f"batch {args.batch}, {args.frames_per_snippet} frame(s) per snippet")
-    for spec in args.levers:
-        lever_options(spec), partial_share(spec)  # unknown names fail before anything runs
-    print(f"{'fidelity':<15} {'T':>4} {'px':>4} {'frames':>6} {'levers':>20} {'params':>8} {'param+grad':>11} "
-          f"{'step peak':>10} {'vs full':>8} {'step s':>7}")
-    reference = None  # the first row: full fidelity without levers when it is measured
-    for spec in args.levers:
-        for name in args.fidelities:
-            fidelity = FIDELITIES[name]
-            row = measure(encoder=args.encoder, head=args.head, fidelity=fidelity, batch=args.batch,
-                          frames_per_snippet=args.frames_per_snippet, levers=spec, device=device,
-                          repeats=args.repeats)
-            reference = reference or row["step_peak_MiB"]
-            print(f"{name:<15} {fidelity.num_snippets:>4} {fidelity.frame_size_px:>4} {row['frames']:>6} "
-                  f"{spec:>20} {row['params_M']:>7.2f}M {2 * row['param_MiB']:>9.0f}MiB "
-                  f"{row['step_peak_MiB']:>8.0f}MiB {row['step_peak_MiB'] / reference:>8.2f} {row['seconds']:>7.1f}")
+          f"batch {args.batch}, {args.frames_per_snippet} frames per snippet, {args.optimizer}")
+    memory = fit_memory_model(encoder=args.encoder, head=args.head, frames_per_snippet=args.frames_per_snippet,
+                              levers=levers, device=device)
+    print(f"{'fidelity':<8} {'T':>4} {'px':>4} {'levers':<26} {'measured':>10} {'predicted':>10} {'err':>6} "
+          f"{'x naive':>7} {'act/video':>10} {'step s':>7} {'x naive':>7}")
+    reference = None
+    for name in args.fidelities:
+        fidelity = fidelities[name]
+        for lever in levers:
+            step = measure_training_step(memory, fidelity=fidelity, batch_size=args.batch, levers=lever,
+                                         optimizer=args.optimizer, repeats=args.repeats)
+            predicted = memory.predict(fidelity=fidelity, batch_size=args.batch, levers=lever,
+                                       optimizer=args.optimizer).peak_bytes
+            reference = reference or (step.peak_bytes, step.seconds)
+            per_video = (step.peak_bytes - step.static_bytes) / args.batch
+            print(f"{name:<8} {fidelity.num_snippets:>4} {fidelity.frame_size_px:>4} {lever.name:<26} "
+                  f"{step.peak_bytes / 2**20:>7.0f}MiB {predicted / 2**20:>7.0f}MiB "
+                  f"{100 * (predicted / step.peak_bytes - 1):>+5.1f}% {step.peak_bytes / reference[0]:>7.2f} "
+                  f"{per_video / 2**20:>7.0f}MiB {step.seconds:>7.2f} {step.seconds / reference[1]:>7.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -258,6 +258,21 @@ def _cmd_models(args: argparse.Namespace) -> int:
 EXIT_SKIPPED = 3
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import torch
+
+    from lofi.train.plan import make_plan
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    plan = make_plan(memory=args.memory, encoder=args.encoder, head=args.head, batch_size=args.batch,
+                     num_snippets=args.num_snippets, frame_size_px=args.frame_size,
+                     frames_per_snippet=args.frames_per_snippet, optimizer=args.optimizer, device=args.device,
+                     cycle=args.cycle)
+    print(plan.table())
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from lofi.infer.model_file import read_model_spec
     from lofi.train.export import export_run
@@ -416,6 +431,23 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-snippets", type=_positive_int, default=100, help="head window length T (default 100)")
     models.add_argument("--num-classes", type=_positive_int, default=200, help="classes (default 200)")
     models.set_defaults(func=_cmd_models)
+
+    plan = commands.add_parser("plan", help="which stage-2 fidelity and memory levers fit a memory budget (measured "
+                                            "at small probes, predicted at full size)")
+    plan.add_argument("--memory", required=True, help="device memory per process: 24GB (10^9 bytes), 24GiB (2^30), "
+                                                      "500MB, 1.5TB")
+    plan.add_argument("--encoder", default="tsm_resnet18")
+    plan.add_argument("--head", default="gtad")
+    plan.add_argument("--batch", type=_positive_int, default=1, help="videos per step per process (default 1)")
+    plan.add_argument("--num-snippets", type=_positive_int, default=100, help="full fidelity's T (default 100)")
+    plan.add_argument("--frame-size", type=_positive_int, default=224, help="full fidelity's S in px (default 224)")
+    plan.add_argument("--frames-per-snippet", type=_positive_int, default=8, help="F (default 8)")
+    plan.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    plan.add_argument("--cycle", choices=("C-long", "C-short"), default="C-long",
+                      help="the cycle recommended when full fidelity does not fit (default C-long)")
+    plan.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the probes run (default cpu)")
+    plan.add_argument("--threads", type=_positive_int, help="torch CPU threads for the probes")
+    plan.set_defaults(func=_cmd_plan)
 
     pretrain = commands.add_parser("pretrain", help="stage 1: the encoder as a classifier of trimmed clips")
     _add_run_options(pretrain)

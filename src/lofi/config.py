@@ -128,6 +128,28 @@ def _is_optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
+# -- memory sizes (fidelity.memory, lofi plan --memory) -----------------------------------------------------------
+#: Units of :func:`parse_memory_bytes`: decimal SI (kB, MB, GB, TB: powers of 1000, as GPU vendors print memory)
+#: and binary IEC (KiB, MiB, GiB, TiB: powers of 1024, as torch and nvidia-smi's MiB count).
+MEMORY_UNITS: dict[str, int] = {"b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
+                                "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+_MEMORY = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
+
+
+def parse_memory_bytes(text: str) -> int:
+    """``"24GB"`` -> 24 * 10**9, ``"24GiB"`` -> 24 * 2**30, ``"500MB"``, ``"1.5TB"`` (units: :data:`MEMORY_UNITS`,
+    any case; ``GB`` is decimal, ``GiB`` binary). A number without a unit is refused: say which you mean."""
+    match = _MEMORY.fullmatch(str(text))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in MEMORY_UNITS:
+        raise ValueError(f"{text!r} is not a memory size: write a number and a unit, e.g. 24GB (10^9 bytes) or "
+                         f"24GiB (2^30 bytes); units: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB")
+    value = int(float(match.group(1)) * MEMORY_UNITS[unit])
+    if value < 1:
+        raise ValueError(f"{text!r}: a memory size must be at least 1 byte")
+    return value
+
+
 # -- tIoU thresholds (eval.tiou; lofi.eval uses the same parser) -------------------------------------------------
 #: The ActivityNet thresholds: 0.50, 0.55, ..., 0.95 (exactly the official ``np.linspace(0.5, 0.95, 10)``).
 ACTIVITYNET_TIOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, 10)
@@ -264,12 +286,21 @@ class FidelityConfig(_Checked):
 
     num_snippets: int = _ranged(100, ge=1)
     frame_size_px: int = _ranged(224, ge=1)
-    mode: Literal["full", "S", "T", "ST", "C-short", "C-long", "custom"] = "C-long"
+    mode: Literal["full", "S", "T", "ST", "C-short", "C-long", "custom", "auto"] = "C-long"
     cycle_steps: int = _ranged(16, ge=1)  # C-short: optimiser steps per fidelity
     custom_num_snippets: int | None = _ranged(None, ge=1)  # mode "custom" (used only there)
     custom_frame_size_px: int | None = _ranged(None, ge=1)
+    memory: str | None = None  # mode "auto": the device memory per process, e.g. "24GB" (10^9 B) or "24GiB" (2^30 B)
 
     def _check(self) -> None:
+        if self.memory is not None:
+            try:
+                parse_memory_bytes(self.memory)
+            except ValueError as exc:
+                raise _FieldError("memory", str(exc)) from None
+        if self.mode == "auto" and self.memory is None:
+            raise _FieldError("memory", "{section}mode 'auto' plans stage 2 for a memory budget: set "
+                                        "{section}memory, e.g. 24GB (or pick a mode: full, S, T, ST, C-short, C-long)")
         if self.mode == "custom":
             for name in ("custom_num_snippets", "custom_frame_size_px"):
                 if getattr(self, name) is None:

@@ -57,3 +57,30 @@ def test_non_finite_numbers_are_refused_where_meaningless(value):
         load_config(None, [f"train.optim.lr={value}"])
     with pytest.raises(ConfigError, match=r"pretrain\.optim\.weight_decay: must be a finite number >= 0"):
         load_config(None, [f"pretrain.optim.weight_decay={value}"])
+
+
+@pytest.mark.parametrize("text, expected", [("24GB", 24 * 10 ** 9), ("24GiB", 24 * 2 ** 30), ("500MB", 500 * 10 ** 6),
+                                            ("1.5TB", 1_500_000_000_000), ("512 mib", 512 * 2 ** 20),
+                                            ("2kB", 2000)])
+def test_memory_sizes_are_decimal_gb_and_binary_gib(text, expected):
+    from lofi.config import parse_memory_bytes
+
+    assert parse_memory_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["24", "24G", "GB", "-1GB", "0GB", "1.5 XB"])
+def test_bad_memory_sizes_say_what_to_write(text):
+    from lofi.config import parse_memory_bytes
+
+    with pytest.raises(ValueError, match="memory size"):
+        parse_memory_bytes(text)
+
+
+def test_fidelity_mode_auto_needs_a_valid_memory_at_load():
+    from lofi.config import ConfigError, load_config
+
+    assert load_config("synthetic", ["fidelity.mode=auto", "fidelity.memory=24GB"]).fidelity.memory == "24GB"
+    with pytest.raises(ConfigError, match="fidelity.memory"):
+        load_config("synthetic", ["fidelity.mode=auto"])
+    with pytest.raises(ConfigError, match="fidelity.memory.*memory size"):
+        load_config("synthetic", ["fidelity.memory=24 bananas"])

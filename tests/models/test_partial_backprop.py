@@ -3,14 +3,12 @@ the other snippets' features detached; masks have the asked share; the encoder's
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from lofi.core.targets import SegmentTargets
 from lofi.models import create_model
+from lofi.models.memory import MemoryTrace
 from lofi.models.partial_backprop import draw_grad_mask, partial_backprop_features, step_seed
 
 TINY_HEAD = dict(hidden_dim=32, align_dim=32, map_dim=16, num_samples=4, video_hidden_dim=32, groups=4,
@@ -152,27 +150,25 @@ def test_chunk_masks_are_whole_contiguous_chunks(num_snippets, chunk_snippets, s
                                             chunk_snippets=chunk_snippets, seed=4))
 
 
-def _memory_benchmark():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "memory.py"
-    spec = importlib.util.spec_from_file_location("lofi_memory_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _step(model, frames, targets, mask) -> None:
+    model.zero_grad(set_to_none=False)
+    model.loss(model(frames, grad_mask=mask), targets)["loss"].backward()
 
 
 @pytest.mark.parametrize("options", [{}, {"checkpoint_stages": True}], ids=["plain", "checkpoint"])
 def test_step_peak_memory_drops_with_the_share(options):
     # Measured (torch 2.x CPU, tensor bytes from the profiler, so deterministic): share 0.3 / share 1.0 = 0.33
     # plain, 0.30 with checkpointing, at B=2, T=20, F=1, 64 px; the bound leaves a third of margin.
-    memory = _memory_benchmark()
     num_snippets = 20
     model = _model(num_snippets=num_snippets, **options)
     frames, targets = _batch(num_snippets=num_snippets, frames=1, size_px=64)
     peaks = {}
     for share in (1.0, 0.3):
         mask = draw_grad_mask(batch_size=B, num_snippets=num_snippets, share=share, seed=0)
-        memory._step(model, frames, targets, mask)  # warm-up: gradients allocated
-        peaks[share] = memory._cpu_peak_bytes(model, frames, targets, mask)
+        _step(model, frames, targets, mask)  # warm-up: gradients allocated
+        with MemoryTrace("cpu") as trace, trace.window("step"):
+            _step(model, frames, targets, mask)
+        peaks[share] = trace.peak_bytes("step")
     assert peaks[0.3] < 0.45 * peaks[1.0], peaks
 
 

@@ -175,3 +175,29 @@ def test_stage2_with_partial_backprop_trains_the_encoder_and_repeats(dataset, tm
     on = stage_identity("lofi", context.config).config
     off = stage_identity("lofi", _config(dataset, tmp_path / "c")).config
     assert on["train.partial_backprop.share"] == 0.3 and not any(k.startswith("train.partial") for k in off)
+
+
+def test_stage2_fidelity_mode_auto_plans_trains_and_records_the_choice(dataset, tmp_path):
+    """fidelity.mode=auto: stage 2 plans for fidelity.memory, trains with the recommendation, writes plan.json, and
+    the choice is part of its identity; a smaller budget picks another configuration."""
+    from lofi.train.plan import apply_plan, plan_for_run
+
+    torch.set_num_threads(1)
+    auto = ("pretrain.enabled=false", "train.optim.epochs=1", "fidelity.mode=auto", "fidelity.memory=1TB")
+    large = _config(dataset, tmp_path / "large", *auto)
+    plan = plan_for_run(large, batch_per_rank=2, device="cpu")
+    assert (plan.recommendation.mode, plan.recommendation.levers.name) == ("full", "none")
+    full_peaks = [c.peak_bytes for c in plan.candidates if c.fidelity.name == "full"]
+    budget = f"{min(full_peaks) - 1}B"  # no full configuration fits: the cycle over the reduced fidelities
+    context = make_context(_config(dataset, tmp_path / "small", *auto, f"fidelity.memory={budget}"), progress=False)
+    encoder = run_lofi(context, encoder_weights=None)
+    assert encoder.is_file()
+    record = json.loads((encoder.parent / "plan.json").read_text())
+    assert record["recommendation"]["mode"] == "C-long" and record["budget_bytes"] == min(full_peaks) - 1
+    identity = json.loads((encoder.parent / "identity.json").read_text())["config"]
+    assert identity["fidelity.mode"] == "C-long" and identity["fidelity.memory"] == budget
+    levers = record["recommendation"]
+    assert identity.get("model.encoder_options.checkpoint_stages", False) == levers["checkpoint_stages"]
+    assert ("train.partial_backprop.share" in identity) == (levers["partial_share"] is not None)
+    resolved = apply_plan(large, plan)
+    assert resolved.fidelity.mode == "full" and resolved.train.partial_backprop is None

@@ -64,7 +64,8 @@ NEUTRAL_KEYS: tuple[str, ...] = ("data.annotations", "data.videos", "data.num_wo
 #: makes a folder "hold results".
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "pretrain": ("encoder.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png"),
-    "lofi": ("encoder.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png"),
+    "lofi": ("encoder.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png",
+             "plan.json"),
     "extract": ("*.pt", "*.tmp"),
     "head": ("head.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png",
              "metrics.json", "predictions.json", "raw_predictions.json", "video_scores.json", "plots/*.png"),
@@ -169,6 +170,8 @@ def stage_identity(stage: str, config: RunConfig, inputs: Mapping[str, str] | No
         del tree["data"]["windows"]
     if tree["train"]["partial_backprop"] is None:  # likewise: off, as before the key existed
         del tree["train"]["partial_backprop"]
+    if tree["fidelity"]["memory"] is None:  # likewise: no budget (fidelity.mode=auto), as before the key existed
+        del tree["fidelity"]["memory"]
     flat = flatten(tree)
     neutral = NEUTRAL_KEYS + STAGE_NEUTRAL_KEYS.get(stage, ())
     chosen = {k: v for k, v in flat.items() if _selected(k, STAGE_KEYS[stage]) and not _selected(k, neutral)}

@@ -8,12 +8,17 @@ Gradients of the head's localization loss flow into the encoder (this is what th
 takes the fidelity of :class:`~lofi.core.fidelity.FidelitySchedule` (``fidelity.mode``: S, T, ST, C-short,
 C-long, full or custom); the head runs at the batch's number of snippets with the same weights. The batch size is
 the same at every fidelity. With ``train.partial_backprop`` only a share of each video's snippets carries gradients
-into the encoder (:mod:`lofi.models.partial_backprop`). The result is the tuned encoder's weights,
-``stage2_lofi/encoder.pt``.
+into the encoder (:mod:`lofi.models.partial_backprop`). With ``fidelity.mode=auto`` the stage first plans for
+``fidelity.memory`` (:mod:`lofi.train.plan`): the recommended fidelity schedule, encoder levers and partial back-prop
+replace the configured ones for this stage, are logged and written to ``stage2_lofi/plan.json``, and are part of the
+stage's identity. The result is the tuned encoder's weights, ``stage2_lofi/encoder.pt``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 from pathlib import Path
 
 import torch
@@ -22,15 +27,20 @@ from lofi.config import PartialBackpropConfig
 from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.data.video_windows import SlidingVideoWindowDataset
 from lofi.data.windows import FidelityBatchSampler, FidelityVideoDataset, VideoWindowDataset, collate_windows
+from lofi.io import atomic_write
 from lofi.models.partial_backprop import draw_grad_mask, step_seed
 from lofi.runtime.builders import build_detector, frame_cache, save_encoder
 from lofi.runtime.context import RunContext
+from lofi.runtime.distributed import broadcast_object
 from lofi.runtime.run_identity import weights_input
 from lofi.train.builders import build_optimizer, build_scheduler, loop_config
 from lofi.train.engine import StepInfo, Trainer, seed_everything
 from lofi.train.loaders import batch_source
+from lofi.train.plan import apply_plan, plan_for_run
 
 STAGE_DIR = "stage2_lofi"
+PLAN_FILE = "plan.json"
+logger = logging.getLogger(__name__)
 
 
 def fidelity_schedule(context: RunContext) -> FidelitySchedule:
@@ -49,9 +59,28 @@ def fidelity_schedule(context: RunContext) -> FidelitySchedule:
 def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume: bool = True) -> Path:
     """Train stage 2 from ``encoder_weights`` (stage 1's, or any checkpoint) and return the tuned encoder's path."""
     out_dir = context.run_dir / STAGE_DIR
+    plan = None
+    if context.config.fidelity.mode == "auto":
+        context, plan = auto_context(context)
     with context.guard(out_dir, "lofi", inputs={**context.data_inputs(), **weights_input(encoder_weights)},
                        resume=resume):
+        if plan is not None and context.is_main:
+            text = json.dumps(plan, indent=2) + "\n"
+            atomic_write(out_dir / PLAN_FILE, lambda handle: handle.write(text.encode("utf-8")))
         return _train(context, out_dir, encoder_weights=encoder_weights, resume=resume)
+
+
+def auto_context(context: RunContext) -> tuple[RunContext, dict]:
+    """``fidelity.mode=auto``: plan on rank 0 (every rank gets its result) and return the context whose config holds
+    the recommendation, with the plan as a dict (what ``plan.json`` holds)."""
+    planned = None
+    if context.is_main:
+        plan = plan_for_run(context.config, batch_per_rank=context.batch_per_rank(context.config.train.optim),
+                            device=context.device)
+        logger.info("fidelity.mode=auto, %s:\n%s", context.config.fidelity.memory, plan.table())
+        planned = (apply_plan(context.config, plan), plan.to_dict())
+    resolved, record = broadcast_object(planned)
+    return dataclasses.replace(context, config=resolved), record
 
 
 def training_dataset(context: RunContext, fidelities: dict[str, Fidelity]) -> FidelityVideoDataset:

@@ -1,0 +1,70 @@
+"""``lofi plan`` and ``fidelity.mode=auto``: fit the memory model for a run's encoder and head, plan for a budget,
+and apply the recommendation to the stage-2 config.
+
+The recommendation becomes ``fidelity.mode`` (full, S, T, ST, C-long or C-short), the encoder options
+``checkpoint_stages`` / ``autocast`` (set or removed) and ``train.partial_backprop`` (share 0.3, the configured
+``mode`` and ``chunk_snippets`` kept; or off). The resolved config is what stage 2 trains and records, so its run
+identity holds the choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import torch
+
+from lofi.config import PartialBackpropConfig, RunConfig, parse_memory_bytes
+from lofi.models.memory import fit_memory_model, lever_combinations
+from lofi.models.memory_plan import CycleMode, MemoryPlan, plan_memory
+from lofi.models.options import encoder_kwargs, head_kwargs
+
+#: The partial back-prop share the plan tries.
+PARTIAL_SHARE = 0.3
+#: Encoder options the plan sets itself (removed from the configured ones before probing).
+PLANNED_OPTIONS = ("checkpoint_stages", "autocast")
+
+
+def make_plan(*, memory: str | int, encoder: str, head: str, batch_size: int, num_snippets: int, frame_size_px: int,
+              frames_per_snippet: int, optimizer: str = "sgd", device: torch.device | str = "cpu",
+              encoder_options: Mapping[str, Any] | None = None, head_options: Mapping[str, Any] | None = None,
+              cycle: CycleMode = "C-long") -> MemoryPlan:
+    """Probe the encoder (every combination of checkpointing, bf16 and partial back-prop at 0.3) and the head,
+    then plan for ``memory`` (``"24GB"``, ``"24GiB"`` or bytes)."""
+    budget = memory if isinstance(memory, int) else parse_memory_bytes(memory)
+    base = {k: v for k, v in dict(encoder_options or {}).items() if k not in PLANNED_OPTIONS}
+    model = fit_memory_model(encoder=encoder, head=head, frames_per_snippet=frames_per_snippet,
+                             levers=lever_combinations(autocast="bf16", partial_share=PARTIAL_SHARE),
+                             encoder_options=base, head_options=head_options, device=device)
+    return plan_memory(model, budget_bytes=budget, batch_size=batch_size, num_snippets=num_snippets,
+                       frame_size_px=frame_size_px, optimizer=optimizer, cycle=cycle)
+
+
+def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device | str) -> MemoryPlan:
+    """The plan for stage 2 of ``config`` (``fidelity.mode=auto``): its encoder and head with their options
+    (``train.frozen_bn`` included), batch per process, full fidelity, frames per snippet and optimizer."""
+    if config.fidelity.memory is None:
+        raise ValueError("fidelity.mode 'auto' needs fidelity.memory, e.g. 24GB")
+    options = encoder_kwargs(config.model)
+    if config.train.frozen_bn:
+        options["frozen_bn"] = True
+    return make_plan(memory=config.fidelity.memory, encoder=config.model.encoder, head=config.model.head,
+                     batch_size=batch_per_rank, num_snippets=config.fidelity.num_snippets,
+                     frame_size_px=config.fidelity.frame_size_px, frames_per_snippet=config.data.frames_per_snippet,
+                     optimizer=config.train.optim.optimizer, device=device, encoder_options=options,
+                     head_options=head_kwargs(config.model))
+
+
+def apply_plan(config: RunConfig, plan: MemoryPlan) -> RunConfig:
+    """``config`` with the plan's recommendation as its stage-2 settings (``fidelity.memory`` kept, as a record)."""
+    choice = plan.recommendation
+    options = {k: v for k, v in encoder_kwargs(config.model).items() if k not in PLANNED_OPTIONS}
+    options.update(choice.levers.encoder_options())
+    partial = None
+    if choice.levers.partial_share is not None:
+        configured = config.train.partial_backprop or PartialBackpropConfig()
+        partial = dataclasses.replace(configured, share=choice.levers.partial_share)
+    return dataclasses.replace(
+        config, fidelity=dataclasses.replace(config.fidelity, mode=choice.mode),
+        model=dataclasses.replace(config.model, encoder_options=options),
+        train=dataclasses.replace(config.train, partial_backprop=partial))

@@ -1,0 +1,86 @@
+"""The memory model: fitted at small probes, its prediction of a whole training step (optimizer included) is within
+10% of a direct measurement at held-out fidelities; each lever lowers the measured peak; the plan picks the
+expected configuration for large, medium and tiny budgets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lofi.core.fidelity import Fidelity
+from lofi.models.memory import Levers, fit_memory_model, measure_training_step
+from lofi.models.memory_plan import NothingFitsError, plan_memory
+
+TINY_HEAD = dict(hidden_dim=32, align_dim=32, map_dim=16, num_samples=4, video_hidden_dim=32, groups=4,
+                 width_per_group=2, stem_groups=2)
+LEVERS = (Levers(), Levers(checkpoint=True), Levers(autocast="bf16"), Levers(partial_share=0.3),
+          Levers(checkpoint=True, partial_share=0.3))
+#: Held out: neither size nor batch is a probe's (the probes are 4 x 96^2, 8 x 96^2 and 4 x 128^2 at batch 1).
+HELD_OUT = ((Fidelity("a", 6, 128), 1), (Fidelity("b", 10, 96), 2))
+
+
+@pytest.fixture(scope="module")
+def memory():
+    torch.set_num_threads(1)
+    return fit_memory_model(encoder="tsm_resnet18_slim", head="gtad", frames_per_snippet=2, levers=LEVERS,
+                            head_options=TINY_HEAD)
+
+
+@pytest.fixture(scope="module")
+def measured(memory):
+    return {(f.name, lv): measure_training_step(memory, fidelity=f, batch_size=b, levers=lv, optimizer="sgd")
+            for f, b in HELD_OUT for lv in LEVERS}
+
+
+@pytest.mark.parametrize("levers", LEVERS, ids=lambda lv: lv.name)
+@pytest.mark.parametrize("fidelity, batch", HELD_OUT, ids=lambda x: getattr(x, "name", str(x)))
+def test_prediction_within_10_percent_of_a_measured_step(memory, measured, fidelity, batch, levers):
+    predicted = memory.predict(fidelity=fidelity, batch_size=batch, levers=levers, optimizer="sgd").peak_bytes
+    actual = measured[fidelity.name, levers].peak_bytes
+    assert abs(predicted - actual) <= 0.10 * actual, (predicted, actual)
+
+
+def test_each_lever_lowers_the_measured_peak(measured):
+    for fidelity, _ in HELD_OUT:
+        none = measured[fidelity.name, Levers()].peak_bytes
+        for lever in LEVERS[1:]:
+            assert measured[fidelity.name, lever].peak_bytes < none, lever.name
+        assert (measured[fidelity.name, Levers(checkpoint=True, partial_share=0.3)].peak_bytes
+                < measured[fidelity.name, Levers(checkpoint=True)].peak_bytes)
+
+
+def test_optimizer_state_counts_trainable_parameters_only(memory):
+    full = Fidelity("full", 8, 96)
+    sgd = memory.predict(fidelity=full, batch_size=1, optimizer="sgd")
+    adamw = memory.predict(fidelity=full, batch_size=1, optimizer="adamw")
+    assert adamw.optimizer_bytes == 2 * sgd.optimizer_bytes == 2 * sgd.grad_bytes
+    frozen = fit_memory_model(encoder="tsm_resnet18_slim", head="gtad", frames_per_snippet=2,
+                              encoder_options={"frozen_stages": 5}, head_options=TINY_HEAD,
+                              probe_sizes=((4, 32), (8, 32)))
+    assert frozen.trainable_encoder_bytes == 0 < memory.trainable_encoder_bytes
+    assert frozen.predict(fidelity=full, batch_size=1).grad_bytes < sgd.grad_bytes
+
+
+def _plan(memory, budget: int):
+    return plan_memory(memory, budget_bytes=budget, batch_size=2, num_snippets=16, frame_size_px=128)
+
+
+def _peak(plan, fidelity: str, levers: Levers) -> int:
+    return next(c.peak_bytes for c in plan.candidates if c.fidelity.name == fidelity and c.levers == levers)
+
+
+def test_the_plan_picks_by_budget(memory):
+    everything = _plan(memory, 10 ** 12)
+    choice = everything.recommendation
+    assert (choice.mode, choice.levers) == ("full", Levers())  # a large budget: full fidelity, no levers
+    assert "recommended: fidelity.mode=full, levers none" in everything.table()
+    medium = _plan(memory, _peak(everything, "full", Levers(checkpoint=True)))
+    assert (medium.recommendation.mode, medium.recommendation.levers) == ("full", Levers(checkpoint=True))
+    below_full = min(c.peak_bytes for c in everything.candidates if c.fidelity.name == "full") - 1
+    small = _plan(memory, below_full)
+    assert small.recommendation.mode == "C-long"  # no full configuration fits: the cycle over S, T, ST
+    assert [c.fidelity.name for c in small.recommendation.members] == ["S", "T", "ST"]
+    assert small.recommendation.peak_bytes <= below_full
+    smallest = min(c.peak_bytes for c in everything.candidates)
+    with pytest.raises(NothingFitsError, match="nothing fits in .* the smallest predicted peak is"):
+        _plan(memory, smallest - 1)
