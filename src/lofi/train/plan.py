@@ -10,12 +10,13 @@ identity holds the choice.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Mapping
 
 import torch
 
 from lofi.config import PartialBackpropConfig, RunConfig, parse_memory_bytes
-from lofi.models.memory import fit_memory_model, lever_combinations
+from lofi.models.memory import MemoryModel, fit_memory_model, lever_combinations
 from lofi.models.memory_plan import CycleMode, MemoryPlan, plan_memory
 from lofi.models.options import encoder_kwargs, head_kwargs
 
@@ -33,11 +34,26 @@ def make_plan(*, memory: str | int, encoder: str, head: str, batch_size: int, nu
     then plan for ``memory`` (``"24GB"``, ``"24GiB"`` or bytes)."""
     budget = memory if isinstance(memory, int) else parse_memory_bytes(memory)
     base = {k: v for k, v in dict(encoder_options or {}).items() if k not in PLANNED_OPTIONS}
-    model = fit_memory_model(encoder=encoder, head=head, frames_per_snippet=frames_per_snippet,
-                             levers=lever_combinations(autocast="bf16", partial_share=PARTIAL_SHARE),
-                             encoder_options=base, head_options=head_options, device=device)
+    model = _fitted(encoder=encoder, head=head, frames_per_snippet=frames_per_snippet, encoder_options=base,
+                    head_options=dict(head_options or {}), device=str(torch.device(device)))
     return plan_memory(model, budget_bytes=budget, batch_size=batch_size, num_snippets=num_snippets,
                        frame_size_px=frame_size_px, optimizer=optimizer, cycle=cycle)
+
+
+#: Memory models fitted in this process, by what their probes ran: planning again (``lofi plan`` then a run, a
+#: resumed ``fidelity.mode=auto`` stage) reuses the probes instead of measuring the same steps again.
+_FITTED: dict[str, MemoryModel] = {}
+
+
+def _fitted(*, encoder: str, head: str, frames_per_snippet: int, encoder_options: dict[str, Any],
+            head_options: dict[str, Any], device: str) -> MemoryModel:
+    key = json.dumps([encoder, head, frames_per_snippet, encoder_options, head_options, device,
+                      torch.get_num_threads(), torch.__version__], sort_keys=True, default=str)
+    if key not in _FITTED:
+        _FITTED[key] = fit_memory_model(encoder=encoder, head=head, frames_per_snippet=frames_per_snippet,
+                                        levers=lever_combinations(autocast="bf16", partial_share=PARTIAL_SHARE),
+                                        encoder_options=encoder_options, head_options=head_options, device=device)
+    return _FITTED[key]
 
 
 def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device | str) -> MemoryPlan:
