@@ -12,10 +12,11 @@ back-prop (0.3), and their combinations. The recommendation:
 4. otherwise nothing fits: :class:`NothingFitsError` names the smallest peak and its configuration.
 
 Among the lever combinations that fit, the exact ones come first: checkpointing recomputes, it changes no result,
-while bf16 autocast changes the numerics and partial back-prop the gradients (:data:`LEVER_RANK`: none and
-checkpoint, then bf16, then partial, then both); among equals the fastest (relative step time), where times within
-:data:`TIME_TOLERANCE` count as equal and fewer levers win. So a large budget gets full fidelity without levers, a
-medium one full fidelity with checkpointing before bf16 or partial back-prop.
+while bf16 autocast changes the numerics and partial back-prop the gradients (:func:`lever_rank`: none and
+checkpoint, then bf16, then partial, then both); among equals the fewest levers (each costs time or changes the
+step: an unneeded one is never chosen, whatever noisy probe timings say), then the fastest (relative step time).
+So a large budget gets full fidelity without levers, a medium one full fidelity with checkpointing before bf16 or
+partial back-prop.
 """
 
 from __future__ import annotations
@@ -151,11 +152,6 @@ def lever_rank(levers: Levers) -> int:
     return (levers.autocast is not None) + 2 * (levers.partial_share is not None)
 
 
-#: Relative step times closer than this are taken as equal (probe timings are noisy on a shared machine): then the
-#: configuration with fewer levers wins.
-TIME_TOLERANCE = 0.25
-
-
 def num_levers(levers: Levers) -> int:
     return int(levers.checkpoint) + (levers.autocast is not None) + (levers.partial_share is not None)
 
@@ -163,9 +159,7 @@ def num_levers(levers: Levers) -> int:
 def _best(candidates: Sequence[Candidate]) -> Candidate:
     rank = min(lever_rank(c.levers) for c in candidates)
     same = [c for c in candidates if lever_rank(c.levers) == rank]
-    fastest = min(c.relative_seconds for c in same)
-    close = [c for c in same if c.relative_seconds <= (1 + TIME_TOLERANCE) * fastest]
-    return min(close, key=lambda c: (num_levers(c.levers), c.relative_seconds, c.peak_bytes))
+    return min(same, key=lambda c: (num_levers(c.levers), c.relative_seconds, c.peak_bytes))
 
 
 def recommend(candidates: Sequence[Candidate], *, cycle: CycleMode = "C-long", budget_bytes: int) -> Recommendation:
