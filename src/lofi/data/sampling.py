@@ -453,6 +453,19 @@ def _sample_times_open(container: av.container.InputContainer, path: str | os.Pa
                        times: np.ndarray, *, info: VideoInfo, generator: torch.Generator | None,
                        keep_full_frame: bool, seek_gap_sec: float | None, threads: int) -> SampledClip:
     """Decode the frames displayed at ``times`` ``[T, F]``, resize and crop them (one pass, forward seeks)."""
+    ((_, clip),) = decode_chunks_open(container, path, spec, times, chunk_snippets=times.shape[0], info=info,
+                                      generator=generator, keep_full_frame=keep_full_frame,
+                                      seek_gap_sec=seek_gap_sec, threads=threads)
+    return clip
+
+
+def decode_chunks_open(container: av.container.InputContainer, path: str | os.PathLike, spec: SnippetSpec,
+                       times: np.ndarray, *, chunk_snippets: int, info: VideoInfo,
+                       generator: torch.Generator | None, keep_full_frame: bool, seek_gap_sec: float | None,
+                       threads: int) -> Iterator[tuple[int, SampledClip]]:
+    """Decode the frames displayed at ``times`` ``[T, F]`` in one pass (forward seeks), resize and crop them, and
+    yield ``(start_snippet, clip)`` for each chunk of ``chunk_snippets`` snippets once all its frames are converted
+    (memory: the chunks being filled). One chunk of all ``T`` is what :func:`sample_snippets` returns."""
     stream = container.streams.video[0]
     configure_threads(stream, threads)
     resized_w, resized_h = resized_size_px(info.width, info.height, spec.short_side_px)
@@ -460,26 +473,53 @@ def _sample_times_open(container: av.container.InputContainer, path: str | os.Pa
         x, y, crop_w, crop_h = 0, 0, resized_w, resized_h
     else:
         x, y, crop_w, crop_h = crop_box(resized_w, resized_h, spec, generator, path)
-
+    num_snippets, num_frames = times.shape
+    per_chunk = chunk_snippets * num_frames  # slots (snippet frames) per full chunk
     flat_times = times.reshape(-1)  # [T*F]
     order = np.argsort(flat_times, kind="stable")
-    out = np.empty((flat_times.size, crop_h, crop_w, 3), dtype=np.uint8)  # [T*F, H, W, 3]
-    frame_times = np.empty(flat_times.size, dtype=np.float64)  # [T*F]
-    reformatter = VideoReformatter()
+    num_chunks = -(-num_snippets // chunk_snippets)
+    last_position = np.full(num_chunks, -1, dtype=np.int64)  # the last sorted target of each chunk
+    np.maximum.at(last_position, order // per_chunk, np.arange(order.size))
+    buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk -> ([C*F, H, W, 3], [C*F] frame times)
+    counts = [0, 0, 0]  # decoded, converted, seeks at the last chunk handed out
     stats = DecodeStats()
     converted = 0
+    next_chunk = 0
+    reformatter = VideoReformatter()
+
+    def buffer(chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        if chunk not in buffers:
+            size = min(per_chunk, flat_times.size - chunk * per_chunk)
+            buffers[chunk] = (np.empty((size, crop_h, crop_w, 3), dtype=np.uint8), np.empty(size, dtype=np.float64))
+        return buffers[chunk]
+
+    def finish(chunk: int) -> tuple[int, SampledClip]:
+        out, frame_times = buffers.pop(chunk)
+        start = chunk * chunk_snippets
+        chunk_times = times[start:start + chunk_snippets]  # [C, F]
+        frames = torch.from_numpy(out).view(len(chunk_times), num_frames, crop_h, crop_w, 3)  # [C, F, H, W, 3]
+        clip = SampledClip(frames=frames.permute(0, 1, 4, 2, 3), times_sec=chunk_times,  # [C, F, 3, H, W]
+                           frame_times_sec=frame_times.reshape(chunk_times.shape), info=info,
+                           crop_box=(x, y, crop_w, crop_h), num_decoded_frames=stats.decoded - counts[0],
+                           num_converted_frames=converted - counts[1], num_seeks=stats.seeks - counts[2])
+        counts[:] = [stats.decoded, converted, stats.seeks]
+        return start, clip
+
     for frame, frame_sec, lo, hi in decode_at_times(container, flat_times[order], info=info,
                                                      seek_gap_sec=seek_gap_sec, stats=stats):
         rgb = reformatter.reformat(frame, width=resized_w, height=resized_h, format="rgb24",
                                    interpolation=Interpolation.BILINEAR, threads=threads).to_ndarray()
+        crop = rgb[y:y + crop_h, x:x + crop_w]
         slots = order[lo:hi]
-        out[slots] = rgb[y:y + crop_h, x:x + crop_w]  # [H, W, 3] broadcast into each slot
-        frame_times[slots] = frame_sec
+        chunks = slots // per_chunk
+        for chunk in range(int(chunks.min()), int(chunks.max()) + 1):
+            mine = slots[chunks == chunk] - chunk * per_chunk
+            if mine.size:
+                out, frame_times = buffer(chunk)
+                out[mine] = crop  # [H, W, 3] broadcast into each slot
+                frame_times[mine] = frame_sec
         converted += 1
-
-    num_snippets, num_frames = times.shape
-    frames = torch.from_numpy(out).view(num_snippets, num_frames, crop_h, crop_w, 3)  # [T, F, H, W, 3]
-    return SampledClip(frames=frames.permute(0, 1, 4, 2, 3),  # [T, F, 3, H, W], channels-last memory
-                       times_sec=times, frame_times_sec=frame_times.reshape(times.shape), info=info,
-                       crop_box=(x, y, crop_w, crop_h), num_decoded_frames=stats.decoded,
-                       num_converted_frames=converted, num_seeks=stats.seeks)
+        while next_chunk < num_chunks and last_position[next_chunk] < hi:
+            yield finish(next_chunk)
+            next_chunk += 1
+    assert next_chunk == num_chunks, "the decoding pass resolves every target or raises"
