@@ -27,64 +27,23 @@ at 1/sqrt(2) of the size.
 from __future__ import annotations
 
 import argparse
-import platform
-import re
 
-import torch
+from _stage2 import add_step_arguments, resolve
 
-from lofi.core.fidelity import lofi_fidelities
-from lofi.models.memory import Levers, fit_memory_model, measure_training_step
-
-_PARTIAL = re.compile(r"partial(\d+)")
-
-
-def parse_levers(spec: str) -> Levers:
-    """``"checkpoint+bf16+partial30"`` -> :class:`Levers`."""
-    checkpoint, autocast, share = False, None, None
-    for part in spec.split("+"):
-        match = _PARTIAL.fullmatch(part)
-        if part == "checkpoint":
-            checkpoint = True
-        elif part in ("bf16", "fp16"):
-            autocast = part
-        elif match is not None and 0 < int(match.group(1)) <= 100 and share is None:
-            share = int(match.group(1)) / 100
-        elif part != "none":
-            raise SystemExit(f"unknown lever {part!r} in {spec!r}; known: none, checkpoint, bf16, fp16, partialNN")
-    return Levers(checkpoint=checkpoint, autocast=autocast, partial_share=share)
+from lofi.models.memory import fit_memory_model, measure_training_step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", default="tsm_resnet18")
-    parser.add_argument("--head", default="gtad")
-    parser.add_argument("--num-snippets", type=int, default=100, help="full fidelity's T")
-    parser.add_argument("--frame-size", type=int, default=224, help="full fidelity's S (px)")
-    parser.add_argument("--frames-per-snippet", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    parser.add_argument("--fidelities", nargs="+", default=["full", "S", "T", "ST"], choices=["full", "S", "T", "ST"])
-    parser.add_argument("--levers", nargs="+", default=["none", "checkpoint", "bf16", "checkpoint+bf16", "partial30",
-                                                        "checkpoint+bf16+partial30"])
-    parser.add_argument("--repeats", type=int, default=1, help="timed steps per row (the median is shown)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_step_arguments(parser, repeats=1)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    levers = [parse_levers(spec) for spec in args.levers]  # unknown names fail before anything runs
-    fidelities = lofi_fidelities(num_snippets=args.num_snippets, frame_size_px=args.frame_size)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads; {args.encoder} + {args.head}, "
-          f"batch {args.batch}, {args.frames_per_snippet} frames per snippet, {args.optimizer}")
+    device, levers, fidelities = resolve(args)
     memory = fit_memory_model(encoder=args.encoder, head=args.head, frames_per_snippet=args.frames_per_snippet,
                               levers=levers, device=device)
     print(f"{'fidelity':<8} {'T':>4} {'px':>4} {'levers':<26} {'measured':>10} {'predicted':>10} {'err':>6} "
           f"{'x naive':>7} {'act/video':>10} {'step s':>7} {'x naive':>7}")
     reference = None
-    for name in args.fidelities:
-        fidelity = fidelities[name]
+    for name, fidelity in fidelities.items():
         for lever in levers:
             step = measure_training_step(memory, fidelity=fidelity, batch_size=args.batch, levers=lever,
                                          optimizer=args.optimizer, repeats=args.repeats)

@@ -156,3 +156,11 @@ def test_an_error_from_a_dataloader_worker_is_its_own_line():
     assert "Traceback" in str(rebuilt.value)
     assert user_message(rebuilt.value, skip_flag=True) == (
         "cannot batch snippets of different shapes [(2, 3), (4, 3)]; set SnippetSpec.crop_px")
+
+
+@pytest.mark.parametrize("headroom", ["1.5", "100%", "-0.1", "ten"])
+def test_plan_refuses_a_headroom_outside_0_to_1_before_probing(capsys, headroom):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", "--memory", "24GB", "--headroom", headroom])
+    assert exit_info.value.code == 2
+    assert "--headroom" in capsys.readouterr().err

@@ -33,6 +33,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _headroom(text: str) -> float:
+    """``0.1`` or ``10%`` -> 0.1, in [0, 1)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a share such as 0.1 or 10%, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0% to under 100%), got {text!r}")
+    return value
+
+
 def _synthetic_config(args: argparse.Namespace):
     from lofi.data.synthetic import SyntheticConfig
 
@@ -268,7 +279,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     plan = make_plan(memory=args.memory, encoder=args.encoder, head=args.head, batch_size=args.batch,
                      num_snippets=args.num_snippets, frame_size_px=args.frame_size,
                      frames_per_snippet=args.frames_per_snippet, optimizer=args.optimizer, device=args.device,
-                     cycle=args.cycle)
+                     cycle=args.cycle, headroom=args.headroom)
     print(plan.table())
     return 0
 
@@ -445,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     plan.add_argument("--cycle", choices=("C-long", "C-short"), default="C-long",
                       help="the cycle recommended when full fidelity does not fit (default C-long)")
+    plan.add_argument("--headroom", type=_headroom, default=0.1,
+                      help="share of --memory kept free for what is not the step's tensors (the CUDA context, "
+                           "allocator fragmentation): 0.1 (default) or 10%%; 0 plans to the byte")
     plan.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the probes run (default cpu)")
     plan.add_argument("--threads", type=_positive_int, help="torch CPU threads for the probes")
     plan.set_defaults(func=_cmd_plan)

@@ -291,6 +291,7 @@ class FidelityConfig(_Checked):
     custom_num_snippets: int | None = _ranged(None, ge=1)  # mode "custom" (used only there)
     custom_frame_size_px: int | None = _ranged(None, ge=1)
     memory: str | None = None  # mode "auto": the device memory per process, e.g. "24GB" (10^9 B) or "24GiB" (2^30 B)
+    memory_headroom: float = _ranged(0.1, ge=0.0, lt=1.0)  # mode "auto": the share of memory kept free (see lofi plan)
 
     def _check(self) -> None:
         if self.memory is not None:

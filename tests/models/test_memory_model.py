@@ -8,14 +8,16 @@ import pytest
 import torch
 
 from lofi.core.fidelity import Fidelity
-from lofi.models.memory import Levers, fit_memory_model, measure_training_step
+from lofi.models.memory import (FlooredLinearFit, Levers, LinearFit, fit_memory_model, grad_snippets,
+                                measure_training_step, snippets_for_grad)
 from lofi.models.memory_plan import NothingFitsError, plan_memory
 
 TINY_HEAD = dict(hidden_dim=32, align_dim=32, map_dim=16, num_samples=4, video_hidden_dim=32, groups=4,
                  width_per_group=2, stem_groups=2)
 LEVERS = (Levers(), Levers(checkpoint=True), Levers(autocast="bf16"), Levers(partial_share=0.3),
           Levers(checkpoint=True, partial_share=0.3))
-#: Held out: neither size nor batch is a probe's (the probes are 4 x 96^2, 8 x 96^2 and 4 x 128^2 at batch 1).
+#: Held out: neither size nor batch is a probe's (the probes: 2 x 96^2, 4 x 128^2 and 8 x 128^2 snippets with
+#: gradients, at batch 1).
 HELD_OUT = ((Fidelity("a", 6, 128), 1), (Fidelity("b", 10, 96), 2))
 
 
@@ -84,3 +86,54 @@ def test_the_plan_picks_by_budget(memory):
     smallest = min(c.peak_bytes for c in everything.candidates)
     with pytest.raises(NothingFitsError, match="nothing fits in .* the smallest predicted peak is"):
         _plan(memory, smallest - 1)
+
+
+def test_a_floored_line_is_fitted_through_the_points_above_its_floor():
+    # backward holds a weight's gradient (10) until the activations (5 per x) pass it
+    fit = FlooredLinearFit.fit([1, 2, 4, 8], [10, 10, 20, 40])
+    assert fit.floor == 10 and fit.line == LinearFit(offset=0.0, slope=5.0)
+    assert fit(1) == 10 and fit(16) == 80
+    flat = FlooredLinearFit.fit([1, 2, 4], [7, 7, 7])  # never above the floor: flat
+    assert flat(100) == 7
+    one_above = FlooredLinearFit.fit([1, 2, 4], [10, 10, 14])  # one point above 1.3x the floor: no slope to fit yet
+    assert one_above.line == LinearFit.fit([1, 2, 4], [10, 10, 14])
+
+
+def test_partial_probes_run_enough_snippets_for_their_share():
+    assert [snippets_for_grad(k, 0.3) for k in (1, 2, 4, 8)] == [1, 5, 12, 25]
+    assert all(grad_snippets(snippets_for_grad(k, 0.3), 0.3) == k for k in range(1, 30))
+    assert snippets_for_grad(8, None) == 8
+
+
+def test_probes_on_the_floor_grow_until_the_slope_shows_and_predict_far_beyond_them():
+    """Checkpointing + bf16 + partial back-prop keeps so little per pixel that tiny probes sit on the backward's
+    floor (a weight's gradient, the recomputed stages' bf16 weights); a line through them under-predicted the
+    paper's size by 47%. The probes grow until two are above the floor, and the prediction holds at 75x the first
+    probes' pixels."""
+    torch.set_num_threads(1)
+    levers = Levers(checkpoint=True, autocast="bf16", partial_share=0.3)
+    memory = fit_memory_model(encoder="tsm_resnet18_slim", head="gtad", frames_per_snippet=2, levers=[levers],
+                              head_options=TINY_HEAD, probe_sizes=((1, 64), (2, 64)))
+    fit = memory.encoder_fits[levers]
+    assert len(fit.probes) > 2 and fit.settled()
+    assert sum(p.backward_bytes > 1.3 * fit.backward_bytes.floor for p in fit.probes) >= 2
+    far = Fidelity("far", 40, 160)  # 12 snippets with gradients x 2 frames x 160^2: 75x the first probes' pixels
+    predicted = memory.predict(fidelity=far, batch_size=1, levers=levers).peak_bytes
+    actual = measure_training_step(memory, fidelity=far, batch_size=1, levers=levers).peak_bytes
+    assert abs(predicted - actual) <= 0.10 * actual, (predicted, actual)
+
+
+def test_the_headroom_is_kept_free(memory):
+    naive = _peak(_plan(memory, 10 ** 12), "full", Levers())
+    kwargs = dict(batch_size=2, num_snippets=16, frame_size_px=128)
+    roomy = plan_memory(memory, budget_bytes=2 * naive, headroom=0.5, **kwargs)
+    assert roomy.usable_bytes == naive and (roomy.recommendation.mode, roomy.recommendation.levers) == ("full", Levers())
+    assert "50% kept free" in roomy.table() and roomy.to_dict()["headroom"] == 0.5
+    tight = plan_memory(memory, budget_bytes=2 * naive - 4, headroom=0.5, **kwargs)
+    assert tight.recommendation.levers != Levers()  # the same budget without the headroom would fit it
+    assert plan_memory(memory, budget_bytes=2 * naive - 4, **kwargs).recommendation.levers == Levers()
+    smallest = min(c.peak_bytes for c in roomy.candidates)
+    with pytest.raises(NothingFitsError, match="less 50% kept free"):
+        plan_memory(memory, budget_bytes=2 * smallest - 4, headroom=0.5, **kwargs)
+    with pytest.raises(ValueError, match="headroom"):
+        plan_memory(memory, budget_bytes=naive, headroom=1.0, **kwargs)

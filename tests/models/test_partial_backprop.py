@@ -8,7 +8,7 @@ import torch
 
 from lofi.core.targets import SegmentTargets
 from lofi.models import create_model
-from lofi.models.memory import MemoryTrace
+from lofi.models.memory_measure import MemoryTrace
 from lofi.models.partial_backprop import draw_grad_mask, partial_backprop_features, step_seed
 
 TINY_HEAD = dict(hidden_dim=32, align_dim=32, map_dim=16, num_samples=4, video_hidden_dim=32, groups=4,

@@ -184,7 +184,7 @@ def test_stage2_fidelity_mode_auto_plans_trains_and_records_the_choice(dataset, 
 
     torch.set_num_threads(1)
     auto = ("pretrain.enabled=false", "train.optim.epochs=1", "fidelity.mode=auto", "fidelity.memory=1TB",
-            "model.encoder=tsm_resnet18_slim")  # the plan probes every lever combination: a small encoder keeps it quick
+            "fidelity.memory_headroom=0", "model.encoder=tsm_resnet18_slim")  # the plan probes every lever combination: a small encoder keeps it quick
     large = _config(dataset, tmp_path / "large", *auto)
     plan = plan_for_run(large, batch_per_rank=2, device="cpu")
     assert (plan.recommendation.mode, plan.recommendation.levers.name) == ("full", "none")

@@ -4,215 +4,72 @@ One step (forward, loss, backward, optimizer step) of ``B`` videos at fidelity `
 
     peak = parameters + gradients (trainable) + optimizer state (trainable, fp32)     # static, counted exactly
          + input frames (uint8, B * T * F * 3 * S^2 bytes)                           # static, counted exactly
-         + max(encoder saved + head peak,  encoder peak)                             # fitted from probes
+         + max(encoder saved + head peak,                                            # fitted from probes
+               encoder peak + head retained,
+               optimizer step's transient)
 
 * The **encoder** terms are linear in the pixels that carry gradients, ``px = B * K * F * S^2`` (``K`` snippets of
   each video back-propagate: all ``T``, or partial back-prop's chosen share). Probes of the encoder alone (features
-  into a squared-mean loss) at a few sizes of ``T`` and ``S`` (multiples of 32 px, batch 1, the run's ``F``) give, for
-  each lever
-  combination (checkpointing, bf16 autocast, partial share), the bytes still alive after the forward (``saved``:
-  what backward keeps, the features included) and the step's peak; each is fitted ``a + b * px`` by least squares.
+  into a squared-mean loss) at a few sizes of ``K`` and ``S`` (batch 1, the run's ``F``; partial back-prop's probes
+  run as many snippets as give that ``K``) give, for each lever combination (checkpointing, bf16 autocast, partial
+  share), three terms:
+
+  - ``saved``: the bytes still alive after the forward (what backward keeps, the features included), ``a + b * px``;
+  - ``forward peak``: the forward's own peak, ``a + b * px``;
+  - ``backward``: the backward's peak on top of ``saved``, ``max(floor, a + b * px)``. Backward holds a weight's
+    gradient (and, under autocast with checkpointing, the recomputed stages' bf16 weight copies) whatever the
+    input's size: a floor of a few weights' bytes, which the recomputed activations of a checkpointed stage pass
+    once ``px`` is large. A straight line through probes on the floor would miss that slope (it under-predicted
+    checkpointing + bf16 + partial back-prop at the paper's 100 x 8 x 224^2 by 47%), so the line is fitted through
+    the probes clearly above the floor only, and the probes grow (``K`` doubled) until two are, or until the floor
+    is a small part of the probe's peak.
+
+  The encoder's peak is ``max(forward peak, saved + backward)``.
 * The **head** sees features ``[B, D, T]``: G-TAD's proposal maps grow with ``T^2``, so it is probed on its own at
   the target ``T`` (batch 1, scaled by ``B``): forward, loss and backward.
-* While the head runs, the encoder's saved activations are alive; while the encoder back-propagates the head's are
-  gone: hence the ``max``.
+* While the head runs, the encoder's saved activations are alive; while the encoder back-propagates only the head's
+  outputs and losses are (``head retained``); the optimizer steps after both: hence the ``max``.
 
-On CPU a step's peak is read from the PyTorch profiler's allocation records (every allocation and free, in time
-order: tensors only, not the allocator's cache); on CUDA it is ``torch.cuda.max_memory_allocated``. Step time is
+Peaks are measured by :mod:`lofi.models.memory_measure` (the profiler's allocation records on CPU,
+``torch.cuda.max_memory_allocated`` on CUDA). Step time is
 also measured at the probes, fitted per lever combination in the pixels the encoder runs (all ``T`` snippets) plus
 the head's time: a **relative** figure (the probes are small, their overheads are not those of a full step).
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
-from torch import nn
 
 from lofi.core.fidelity import Fidelity
-from lofi.core.targets import SegmentTargets
-from lofi.models.detector import Detector, create_model
-from lofi.models.encoders.levers import AutocastMode
+from lofi.models.detector import Detector
+from lofi.models.memory_measure import (OPTIMIZER_STATE_COPIES, Levers, MemoryTrace, StepMeasurement,
+                                        build_probe_model, build_training_step, lever_combinations, make_optimizer,
+                                        measure_step, module_bytes, probe_frames, probe_targets, sync_device,
+                                        tensor_bytes)
 from lofi.models.partial_backprop import draw_grad_mask
 from lofi.models.registry import create_encoder
 
-#: Optimizer state per trainable parameter, in fp32 copies: SGD with momentum keeps one, AdamW two.
-OPTIMIZER_STATE_COPIES: dict[str, int] = {"sgd": 1, "adamw": 2}
-#: The probes' (num_snippets, frame_size_px): multiples of 32 px, a few snippets, batch 1; large enough that
-#: activations, not per-weight buffers (bf16 weight copies), set the peak.
-PROBE_SIZES: tuple[tuple[int, int], ...] = ((4, 96), (8, 96), (4, 128))
-_NUM_CLASSES = 4
+__all__ = ["OPTIMIZER_STATE_COPIES", "EncoderFit", "EncoderProbe", "FlooredLinearFit", "HeadProbe", "Levers",
+           "LinearFit", "MemoryModel", "MemoryPrediction", "MemoryTrace", "StepMeasurement", "fit_memory_model",
+           "grad_snippets", "lever_combinations", "measure_step", "measure_training_step", "snippets_for_grad"]
 
 
-@dataclass(frozen=True)
-class Levers:
-    """One combination of memory levers: per-stage checkpointing, bf16/fp16 autocast, partial back-prop share."""
-
-    checkpoint: bool = False
-    autocast: AutocastMode | None = None
-    partial_share: float | None = None
-
-    @property
-    def name(self) -> str:
-        """``none``, ``checkpoint``, ``bf16``, ``checkpoint+bf16+partial30``, ..."""
-        parts = (["checkpoint"] if self.checkpoint else []) + ([self.autocast] if self.autocast else [])
-        if self.partial_share is not None:
-            parts.append(f"partial{round(100 * self.partial_share)}")
-        return "+".join(parts) or "none"
-
-    def encoder_options(self) -> dict[str, Any]:
-        """The encoder options these levers set (partial back-prop is not one: it is ``train.partial_backprop``)."""
-        options: dict[str, Any] = {}
-        if self.checkpoint:
-            options["checkpoint_stages"] = True
-        if self.autocast is not None:
-            options["autocast"] = self.autocast
-        return options
-
-
-def lever_combinations(*, autocast: AutocastMode = "bf16", partial_share: float = 0.3) -> list[Levers]:
-    """Every subset of checkpointing, ``autocast`` and partial back-prop at ``partial_share``, ``none`` first."""
-    return [Levers(checkpoint=c, autocast=a, partial_share=p)
-            for p in (None, partial_share) for a in (None, autocast) for c in (False, True)]
-
-
+#: The probes' (snippets with gradients, frame_size_px), batch 1: a few snippets, multiples of 32 px, spread over
+#: 7x in pixels so that the slopes are well determined; partial back-prop's probes run more snippets for the same
+#: number with gradients (:func:`snippets_for_grad`).
+PROBE_SIZES: tuple[tuple[int, int], ...] = ((2, 96), (4, 128), (8, 128))
+#: A probe's backward counts as "on the floor" below this multiple of the smallest probe's.
+_ABOVE_FLOOR = 1.3
+#: Probes grow while the backward's floor is more than this share of the largest probe's peak ...
+_FLOOR_SHARE = 0.1
+#: ... at most this many times (``K`` doubled each time).
+_MAX_GROWTH = 6
 # -- measuring ----------------------------------------------------------------------------------------------------
-def tensor_bytes(tensors: Sequence[torch.Tensor]) -> int:
-    """Bytes held by ``tensors`` (each counted once)."""
-    seen: dict[int, int] = {}
-    for t in tensors:
-        seen[id(t)] = t.numel() * t.element_size()
-    return sum(seen.values())
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer | None) -> int:
-    """Bytes of the optimizer's state tensors (momentum buffers, Adam moments; step counters included)."""
-    if optimizer is None:
-        return 0
-    return tensor_bytes([v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)])
-
-
-class MemoryTrace:
-    """Live tensor bytes in named windows of a block, each relative to the window's start: its peak and what is
-    left at its end. CPU: one profiler session (``profile_memory=True``) over the whole block, its allocation
-    records split at the windows' ``record_function`` marks (one session, not one per window: starting the
-    profiler costs more than a probe). CUDA: the caching allocator's statistics, window by window.
-
-    ``with MemoryTrace(device) as trace:`` ... ``with trace.window("a"):`` ...; after the block,
-    ``trace.peak_bytes("a")`` and ``trace.end_bytes("a")``."""
-
-    def __init__(self, device: torch.device | str) -> None:
-        self.device = torch.device(device)
-        self._results: dict[str, tuple[int, int]] = {}
-        self._names: list[str] = []
-
-    def __enter__(self) -> "MemoryTrace":
-        if self.device.type != "cuda":
-            from torch.profiler import ProfilerActivity, profile
-
-            self._profile = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-            self._profile.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            return
-        self._profile.__exit__(*exc)
-        if exc[0] is not None:
-            return
-        events = self._profile.events()
-        marks = {e.name: (e.time_range.start, e.time_range.end) for e in events if e.name.startswith("lofi_window:")}
-        memory = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in events if e.self_cpu_memory_usage)
-        for name in self._names:
-            first, last = marks[f"lofi_window:{name}"]
-            live = peak = 0
-            for at, delta in memory:
-                if at < first:
-                    continue
-                if at > last:
-                    break
-                live += delta
-                peak = max(peak, live)
-            self._results[name] = (peak, live)
-
-    @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[None]:
-        """Measure the block inside as window ``name`` (a new name each time)."""
-        if name in self._names:
-            raise ValueError(f"window {name!r} measured twice")
-        self._names.append(name)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            start = torch.cuda.memory_allocated(self.device)
-            yield
-            torch.cuda.synchronize(self.device)
-            self._results[name] = (torch.cuda.max_memory_allocated(self.device) - start,
-                                   torch.cuda.memory_allocated(self.device) - start)
-            return
-        with torch.profiler.record_function(f"lofi_window:{name}"):
-            yield
-
-    def peak_bytes(self, name: str) -> int:
-        return self._results[name][0]
-
-    def end_bytes(self, name: str) -> int:
-        return self._results[name][1]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@dataclass(frozen=True)
-class StepMeasurement:
-    """One measured training step: ``peak_bytes`` is everything alive at the step's peak (``static_bytes`` =
-    parameters, gradients, optimizer state and input frames, alive throughout, plus the step's own peak)."""
-
-    peak_bytes: int
-    static_bytes: int
-    seconds: float
-
-
-def measure_step(model: Detector, frames: torch.Tensor, targets: SegmentTargets, *,
-                 optimizer: torch.optim.Optimizer | None = None, grad_mask: torch.Tensor | None = None,
-                 repeats: int = 1) -> StepMeasurement:
-    """Measure one training step of ``model`` on ``frames`` ``[B, T, F, 3, S, S]``: a warm-up step (gradients and
-    optimizer state allocated), ``repeats`` timed steps (median), then one measured step.
-
-    Gradients are kept allocated between steps (``zero_grad(set_to_none=False)``), so the peak counts them whole."""
-    device = frames.device
-
-    def step() -> None:
-        model.zero_grad(set_to_none=False)
-        model.loss(model(frames, grad_mask=grad_mask), targets)["loss"].backward()
-        if optimizer is not None:
-            optimizer.step()
-
-    step()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    params = list(model.parameters())
-    static = (tensor_bytes(params) + tensor_bytes([p.grad for p in params if p.grad is not None])
-              + optimizer_state_bytes(optimizer) + tensor_bytes([frames]))
-    with MemoryTrace(device) as trace, trace.window("step"):
-        step()
-    return StepMeasurement(peak_bytes=static + trace.peak_bytes("step"), static_bytes=static,
-                           seconds=statistics.median(times) if times else float("nan"))
-
-
-# -- the model ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LinearFit:
     """``offset + slope * x`` (bytes or seconds against pixels), least squares over the probes."""
@@ -233,12 +90,70 @@ class LinearFit:
 
 
 @dataclass(frozen=True)
+class FlooredLinearFit:
+    """``max(floor, offset + slope * x)``: a term that stays at ``floor`` until the line passes it."""
+
+    floor: float
+    line: LinearFit
+
+    def __call__(self, x: float) -> float:
+        return max(self.floor, self.line(x))
+
+    @staticmethod
+    def fit(xs: Sequence[float], ys: Sequence[float], *, above: float = _ABOVE_FLOOR) -> "FlooredLinearFit":
+        """The floor is the smallest ``y``; the line is fitted through the points above ``above`` times it (all
+        points when fewer than two are: the term is flat over the probes)."""
+        floor = min(ys)
+        rising = [(x, y) for x, y in zip(xs, ys) if y > above * floor]
+        points = rising if len(rising) >= 2 else list(zip(xs, ys))
+        return FlooredLinearFit(floor=floor, line=LinearFit.fit([x for x, _ in points], [y for _, y in points]))
+
+
+@dataclass(frozen=True)
+class EncoderProbe:
+    """One probe of the encoder alone: ``grad_px`` pixels with gradients (``all_px`` in all), what its forward left
+    alive (``saved_bytes``), the forward's peak, the backward's peak on top of ``saved_bytes``, and its seconds."""
+
+    grad_px: int
+    all_px: int
+    saved_bytes: int
+    forward_peak_bytes: int
+    backward_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class EncoderFit:
-    """One lever combination's encoder terms: saved and peak bytes against gradient pixels, seconds against pixels."""
+    """One lever combination's encoder terms against gradient pixels (seconds against all pixels), and the probes
+    they were fitted to."""
 
     saved_bytes: LinearFit
-    peak_bytes: LinearFit
+    forward_peak_bytes: LinearFit
+    backward_bytes: FlooredLinearFit
     seconds: LinearFit
+    probes: tuple[EncoderProbe, ...] = ()
+
+    def peak_bytes(self, grad_px: float) -> float:
+        """The encoder's peak: its forward's, or what the forward saved plus the backward on top."""
+        return max(self.forward_peak_bytes(grad_px), self.saved_bytes(grad_px) + self.backward_bytes(grad_px))
+
+    @staticmethod
+    def fit(probes: Sequence[EncoderProbe]) -> "EncoderFit":
+        grad_px = [p.grad_px for p in probes]
+        return EncoderFit(saved_bytes=LinearFit.fit(grad_px, [p.saved_bytes for p in probes]),
+                          forward_peak_bytes=LinearFit.fit(grad_px, [p.forward_peak_bytes for p in probes]),
+                          backward_bytes=FlooredLinearFit.fit(grad_px, [p.backward_bytes for p in probes]),
+                          seconds=LinearFit.fit([p.all_px for p in probes], [p.seconds for p in probes]),
+                          probes=tuple(probes))
+
+    def settled(self) -> bool:
+        """Whether the probes determine the backward's slope: two of them clearly above the floor, or the floor a
+        small part of the largest probe's peak (its slope then matters little)."""
+        floor = self.backward_bytes.floor
+        rising = sum(p.backward_bytes > _ABOVE_FLOOR * floor for p in self.probes)
+        largest = max(self.probes, key=lambda p: p.grad_px)
+        peak = max(largest.forward_peak_bytes, largest.saved_bytes + largest.backward_bytes)
+        return rising >= 2 or floor <= _FLOOR_SHARE * peak
 
 
 @dataclass(frozen=True)
@@ -284,6 +199,14 @@ def grad_snippets(num_snippets: int, share: float | None) -> int:
     if share is None:
         return num_snippets
     return min(num_snippets, max(1, int(share * num_snippets + 0.5)))
+
+
+def snippets_for_grad(num_grad_snippets: int, share: float | None) -> int:
+    """The fewest snippets of which :func:`grad_snippets` back-propagates ``num_grad_snippets`` (or more)."""
+    num_snippets = num_grad_snippets
+    while grad_snippets(num_snippets, share) < num_grad_snippets:
+        num_snippets += 1
+    return num_snippets
 
 
 @dataclass
@@ -337,45 +260,23 @@ class MemoryModel:
             seconds=fit.seconds(all_px) + batch_size * head.seconds)
 
 
-def _targets(batch_size: int, device: torch.device) -> SegmentTargets:
-    return SegmentTargets(segments=[torch.tensor([[0.2, 0.6]], device=device)] * batch_size,
-                          labels=[torch.tensor([1], device=device)] * batch_size)
-
-
-def build_probe_model(*, encoder: str, head: str, num_snippets: int, encoder_options: Mapping[str, Any] = {},
-                      head_options: Mapping[str, Any] = {}, levers: Levers = Levers(),
-                      device: torch.device | str = "cpu") -> Detector:
-    """The detector a probe (or a direct measurement) runs: fixed seed, train mode, on ``device``."""
-    torch.manual_seed(0)
-    return create_model(encoder=encoder, head=head, num_classes=_NUM_CLASSES, num_snippets=num_snippets,
-                        encoder_options={**encoder_options, **levers.encoder_options()},
-                        head_options=head_options).to(device).train()
-
-
-def probe_frames(*, batch_size: int, fidelity: Fidelity, frames_per_snippet: int,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Random uint8 frames ``[B, T, F, 3, S, S]`` (seeded)."""
-    generator = torch.Generator().manual_seed(1)
-    size = fidelity.frame_size_px
-    return torch.randint(0, 256, (batch_size, fidelity.num_snippets, frames_per_snippet, 3, size, size),
-                         dtype=torch.uint8, generator=generator).to(device)
-
-
 def _timed(device: torch.device, fn: Any, repeats: int = 3) -> float:
     """The fastest of ``repeats`` runs of ``fn`` (the least disturbed by other work on the machine)."""
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync_device(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync_device(device)
         times.append(time.perf_counter() - start)
     return min(times)
 
 
-def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace: MemoryTrace, key: str) -> float:
+def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace: MemoryTrace,
+                   key: str) -> tuple[int, int, float]:
     """The encoder alone, features into a squared-mean loss: windows ``key:fwd`` (what the forward leaves alive is
-    what backward keeps) and ``key:bwd`` in ``trace``; returns the seconds of one unmeasured step."""
+    what backward keeps) and ``key:bwd`` in ``trace``; returns the pixels with gradients, all pixels, and the
+    seconds of one unmeasured step."""
     b, t = frames.shape[:2]
     mask = None if levers.partial_share is None else draw_grad_mask(
         batch_size=b, num_snippets=t, share=levers.partial_share, seed=0).to(frames.device)  # [B, T]
@@ -389,13 +290,30 @@ def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace:
 
     model.zero_grad(set_to_none=False)
     backward(forward())  # warm-up: gradients allocated
-    seconds = _timed(frames.device, lambda: backward(forward()))
+    seconds = _timed(frames.device, lambda: backward(forward()), repeats=2)
     with trace.window(f"{key}:fwd"):
         loss = forward()
     with trace.window(f"{key}:bwd"):
         backward(loss)
         del loss
-    return seconds
+    all_px = frames[0, 0, :, 0].numel() * b * t  # B * T * F * S^2
+    return all_px * (t if mask is None else int(mask.sum())) // (b * t), all_px, seconds
+
+
+def _probe_encoders(jobs: Sequence[tuple[Levers, Detector, int, int]], frames_per_snippet: int,
+                    device: torch.device) -> list[EncoderProbe]:
+    """Each job ``(levers, model, grad snippets, frame size)`` probed once, all in one trace."""
+    runs = []
+    with MemoryTrace(device) as trace:
+        for j, (levers, model, num_grad, size) in enumerate(jobs):
+            num_snippets = snippets_for_grad(num_grad, levers.partial_share)
+            frames = probe_frames(batch_size=1, fidelity=Fidelity("probe", num_snippets, size),
+                                  frames_per_snippet=frames_per_snippet, device=device)  # [1, T, F, 3, S, S]
+            runs.append(_probe_encoder(model, frames, levers, trace, str(j)))
+            del frames
+    return [EncoderProbe(grad_px=grad_px, all_px=all_px, saved_bytes=trace.end_bytes(f"{j}:fwd"),
+                         forward_peak_bytes=trace.peak_bytes(f"{j}:fwd"), backward_bytes=trace.peak_bytes(f"{j}:bwd"),
+                         seconds=seconds) for j, (grad_px, all_px, seconds) in enumerate(runs)]
 
 
 def _probe_heads(memory: MemoryModel, snippet_counts: Sequence[int]) -> dict[int, HeadProbe]:
@@ -409,7 +327,7 @@ def _probe_heads(memory: MemoryModel, snippet_counts: Sequence[int]) -> dict[int
             head = model.head
             features = torch.randn(1, model.encoder.feature_dim, num_snippets, device=memory.device,
                                    requires_grad=True)  # [1, D, T]
-            targets = _targets(1, memory.device)
+            targets = probe_targets(1, memory.device)
 
             def step() -> tuple[Any, dict[str, torch.Tensor]]:
                 outputs = head(features)
@@ -435,27 +353,34 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
                      encoder_options: Mapping[str, Any] | None = None, head_options: Mapping[str, Any] | None = None,
                      device: torch.device | str = "cpu",
                      probe_sizes: Sequence[tuple[int, int]] = PROBE_SIZES) -> MemoryModel:
-    """Probe the encoder at ``probe_sizes`` (``(num_snippets, frame_size_px)``, batch 1) for each lever combination
-    and fit its terms; ``encoder_options`` are the run's own (``frozen_stages``, ``frozen_bn``, ``width``, ...)."""
+    """Probe the encoder at ``probe_sizes`` (``(snippets with gradients, frame_size_px)``, batch 1) for each lever
+    combination and fit its terms, growing the probes where the backward's slope is not determined yet (see the
+    module docstring); ``encoder_options`` are the run's own (``frozen_stages``, ``frozen_bn``, ``width``, ...)."""
     device = torch.device(device)
     encoder_options, head_options = dict(encoder_options or {}), dict(head_options or {})
-    probe_snippets = max(t for t, _ in probe_sizes)  # the head is built but unused by the encoder's probes
+    probe_snippets = 8  # the head is built (with its default neighbours) but unused by the encoder's probes
     base = create_encoder(encoder, **encoder_options)
     memory = MemoryModel(
         encoder=encoder, head=head, frames_per_snippet=frames_per_snippet, encoder_options=encoder_options,
         head_options=head_options, device=device, encoder_param_bytes=module_bytes(base),
         trainable_encoder_bytes=module_bytes(base, trainable_only=True))
-    seconds: dict[tuple[int, int], float] = {}
-    probe_f = frames_per_snippet
+    models = {lever: build_probe_model(encoder=encoder, head=head, num_snippets=probe_snippets,
+                                       encoder_options=encoder_options, head_options=head_options, levers=lever,
+                                       device=device) for lever in levers}
+    jobs = [(lever, models[lever], k, size) for lever in levers for k, size in probe_sizes]
+    probes: dict[Levers, list[EncoderProbe]] = {lever: [] for lever in levers}
+    for _ in range(_MAX_GROWTH + 1):  # the probes, then larger ones for the lever combinations still unsettled
+        for (lever, _, k, size), probe in zip(jobs, _probe_encoders(jobs, frames_per_snippet, device)):
+            probes[lever].append(probe)
+            memory.encoder_fits[lever] = EncoderFit.fit(probes[lever])
+        largest = {lever: max(k for lv, _, k, _ in jobs if lv == lever) for lever, *_ in jobs}
+        size = max(s for _, s in probe_sizes)
+        jobs = [(lever, models[lever], 2 * largest[lever], size) for lever in largest
+                if not memory.encoder_fits[lever].settled()]
+        if not jobs:
+            break
+    model = models[levers[-1]]
     with MemoryTrace(device) as trace:
-        for i, lever in enumerate(levers):
-            model = build_probe_model(encoder=encoder, head=head, num_snippets=probe_snippets,
-                                      encoder_options=encoder_options, head_options=head_options, levers=lever,
-                                      device=device)
-            for j, (num_snippets, size) in enumerate(probe_sizes):
-                frames = probe_frames(batch_size=1, fidelity=Fidelity("probe", num_snippets, size),
-                                      frames_per_snippet=probe_f, device=device)
-                seconds[i, j] = _probe_encoder(model, frames, lever, trace, f"{i}:{j}")
         trainable = [p for p in model.parameters() if p.requires_grad]
         for p in trainable:
             p.grad = torch.zeros_like(p) if p.grad is None else p.grad
@@ -465,49 +390,17 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
                 optimizer.step()
             with trace.window(f"optimizer:{name}"):
                 optimizer.step()
-    for i, lever in enumerate(levers):
-        grad_px = [grad_snippets(t, lever.partial_share) * probe_f * size ** 2 for t, size in probe_sizes]
-        all_px = [t * probe_f * size ** 2 for t, size in probe_sizes]
-        saved = [trace.end_bytes(f"{i}:{j}:fwd") for j in range(len(probe_sizes))]
-        peak = [max(trace.peak_bytes(f"{i}:{j}:fwd"),
-                    trace.end_bytes(f"{i}:{j}:fwd") + trace.peak_bytes(f"{i}:{j}:bwd"))  # backward on top of saved
-                for j in range(len(probe_sizes))]
-        memory.encoder_fits[lever] = EncoderFit(saved_bytes=LinearFit.fit(grad_px, saved),
-                                                peak_bytes=LinearFit.fit(grad_px, peak),
-                                                seconds=LinearFit.fit(all_px, [seconds[i, j]
-                                                                               for j in range(len(probe_sizes))]))
     memory.optimizer_step_ratio = {name: trace.peak_bytes(f"optimizer:{name}") / max(1, tensor_bytes(trainable))
                                    for name in OPTIMIZER_STATE_COPIES}
     return memory
-
-
-def make_optimizer(name: str, parameters: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizers stage 2 builds (:func:`lofi.train.builders.build_optimizer`), for probes: SGD with momentum
-    or AdamW, weight decay on."""
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=1e-6, momentum=0.9, weight_decay=1e-4)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=1e-6, weight_decay=1e-4)
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE_COPIES)}, got {name!r}")
 
 
 def measure_training_step(memory: MemoryModel, *, fidelity: Fidelity, batch_size: int, levers: Levers = Levers(),
                           optimizer: str = "sgd", repeats: int = 1) -> StepMeasurement:
     """A direct measurement of what :meth:`MemoryModel.predict` predicts: one full step (with the optimizer) of the
     same encoder and head at ``fidelity``, ``batch_size`` and ``levers``."""
-    model = build_probe_model(encoder=memory.encoder, head=memory.head, num_snippets=fidelity.num_snippets,
-                              encoder_options=memory.encoder_options, head_options=memory.head_options,
-                              levers=levers, device=memory.device)
-    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
-    frames = probe_frames(batch_size=batch_size, fidelity=fidelity, frames_per_snippet=memory.frames_per_snippet,
-                          device=memory.device)
-    mask = None if levers.partial_share is None else draw_grad_mask(
-        batch_size=batch_size, num_snippets=fidelity.num_snippets, share=levers.partial_share,
-        seed=0).to(memory.device)
-    return measure_step(model, frames, _targets(batch_size, memory.device), optimizer=opt, grad_mask=mask,
-                        repeats=repeats)
-
-
-def module_bytes(module: nn.Module, *, trainable_only: bool = False) -> int:
-    """Bytes of ``module``'s parameters (optionally only the trainable ones)."""
-    return tensor_bytes([p for p in module.parameters() if p.requires_grad or not trainable_only])
+    return measure_step(build_training_step(
+        encoder=memory.encoder, head=memory.head, fidelity=fidelity, batch_size=batch_size,
+        frames_per_snippet=memory.frames_per_snippet, levers=levers, optimizer=optimizer,
+        encoder_options=memory.encoder_options, head_options=memory.head_options, device=memory.device),
+        repeats=repeats)

@@ -11,6 +11,11 @@ back-prop (0.3), and their combinations. The recommendation:
 3. otherwise the single reduced fidelity that fits;
 4. otherwise nothing fits: :class:`NothingFitsError` names the smallest peak and its configuration.
 
+A configuration fits when its predicted peak is at most the budget less its ``headroom`` share. The model counts
+tensors; a process needs more than its tensors (on CUDA the context, the caching allocator's fragmentation and
+libraries' workspaces; on CPU the interpreter and the allocator), so ``lofi plan`` and ``fidelity.mode=auto``
+keep 10% free unless told otherwise.
+
 Among the lever combinations that fit, the exact ones come first: checkpointing recomputes, it changes no result,
 while bf16 autocast changes the numerics and partial back-prop the gradients (:func:`lever_rank`: none and
 checkpoint, then bf16, then partial, then both); among equals the fewest levers (each costs time or changes the
@@ -26,7 +31,8 @@ from typing import Any, Literal, Sequence
 
 from lofi.core.fidelity import CYCLE, Fidelity, lofi_fidelities
 from lofi.errors import UserError
-from lofi.models.memory import Levers, MemoryModel, MemoryPrediction, lever_combinations
+from lofi.models.memory import MemoryModel, MemoryPrediction
+from lofi.models.memory_measure import Levers, lever_combinations
 
 CycleMode = Literal["C-long", "C-short"]
 
@@ -91,11 +97,19 @@ class MemoryPlan:
     head: str
     candidates: tuple[Candidate, ...]
     recommendation: Recommendation
+    headroom: float = 0.0
+
+    @property
+    def usable_bytes(self) -> int:
+        """What the step's tensors may take: the budget less the headroom."""
+        return usable_bytes(self.budget_bytes, self.headroom)
 
     def table(self) -> str:
         """The candidates as a text table, then the recommendation."""
         lines = [f"{self.encoder} + {self.head}, batch {self.batch_size}, {self.frames_per_snippet} frame(s) per "
-                 f"snippet, {self.optimizer}; budget {format_bytes(self.budget_bytes)}",
+                 f"snippet, {self.optimizer}; budget {format_bytes(self.budget_bytes)}"
+                 + (f", {100 * self.headroom:.0f}% kept free: {format_bytes(self.usable_bytes)} for the step"
+                    if self.headroom else ""),
                  f"{'fidelity':<8} {'T':>4} {'px':>4} {'levers':<26} {'step peak':>10} {'per video':>10} "
                  f"{'rel. time':>9}  fits"]
         for c in self.candidates:
@@ -106,13 +120,14 @@ class MemoryPlan:
         r = self.recommendation
         members = "" if len(r.members) == 1 else f" over {', '.join(c.fidelity.name for c in r.members)}"
         lines.append(f"recommended: fidelity.mode={r.mode}{members}, levers {r.levers.name}, peak "
-                     f"{format_bytes(r.peak_bytes)} of {format_bytes(self.budget_bytes)}")
+                     f"{format_bytes(r.peak_bytes)} of {format_bytes(self.usable_bytes)}")
         lines.append("(relative time: per step, measured at probe sizes and scaled by the pixel count; 1.00 = full "
                      "fidelity without levers)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget_bytes": self.budget_bytes, "batch_size": self.batch_size,
+        return {"budget_bytes": self.budget_bytes, "headroom": self.headroom, "usable_bytes": self.usable_bytes,
+                "batch_size": self.batch_size,
                 "frames_per_snippet": self.frames_per_snippet, "optimizer": self.optimizer, "encoder": self.encoder,
                 "head": self.head, "recommendation": self.recommendation.to_dict(),
                 "candidates": [c.to_dict(self.batch_size) for c in self.candidates]}
@@ -126,11 +141,20 @@ def format_bytes(num_bytes: float) -> str:
     return f"{num_bytes:.0f} B"
 
 
+def usable_bytes(budget_bytes: int, headroom: float) -> int:
+    """``budget_bytes`` less its ``headroom`` share (in [0, 1))."""
+    if not 0 <= headroom < 1:
+        raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
+    return int(budget_bytes * (1 - headroom))
+
+
 def plan_memory(memory: MemoryModel, *, budget_bytes: int, batch_size: int, num_snippets: int, frame_size_px: int,
                 optimizer: str = "sgd", levers: Sequence[Levers] | None = None,
-                cycle: CycleMode = "C-long") -> MemoryPlan:
+                cycle: CycleMode = "C-long", headroom: float = 0.0) -> MemoryPlan:
     """Predict every candidate (``levers``: default every combination the model was fitted for) and recommend one
-    (see the module docstring); :class:`NothingFitsError` when nothing fits."""
+    (see the module docstring): a candidate fits in ``budget_bytes`` less its ``headroom`` share;
+    :class:`NothingFitsError` when nothing fits."""
+    usable = usable_bytes(budget_bytes, headroom)
     levers = list(memory.encoder_fits) if levers is None else list(levers)
     fidelities = lofi_fidelities(num_snippets=num_snippets, frame_size_px=frame_size_px)
     memory.probe_heads([f.num_snippets for f in fidelities.values()])
@@ -140,11 +164,23 @@ def plan_memory(memory: MemoryModel, *, budget_bytes: int, batch_size: int, num_
                                optimizer=optimizer).seconds if Levers() in memory.encoder_fits else None
     reference = reference or next(iter(predictions.values())).seconds
     candidates = tuple(Candidate(fidelity=fidelities[name], levers=lv, prediction=p,
-                                 relative_seconds=p.seconds / reference, fits=p.peak_bytes <= budget_bytes)
+                                 relative_seconds=p.seconds / reference, fits=p.peak_bytes <= usable)
                        for (name, lv), p in predictions.items())
     return MemoryPlan(budget_bytes=budget_bytes, batch_size=batch_size, frames_per_snippet=memory.frames_per_snippet,
                       optimizer=optimizer, encoder=memory.encoder, head=memory.head, candidates=candidates,
-                      recommendation=recommend(candidates, cycle=cycle, budget_bytes=budget_bytes))
+                      recommendation=_recommend_within(candidates, cycle=cycle, budget_bytes=budget_bytes,
+                                                       headroom=headroom), headroom=headroom)
+
+
+def _recommend_within(candidates: Sequence[Candidate], *, cycle: CycleMode, budget_bytes: int,
+                      headroom: float) -> Recommendation:
+    try:
+        return recommend(candidates, cycle=cycle, budget_bytes=usable_bytes(budget_bytes, headroom))
+    except NothingFitsError as error:
+        if not headroom:
+            raise
+        raise NothingFitsError(f"{error} (the budget is {format_bytes(budget_bytes)} less {100 * headroom:.0f}% "
+                               f"kept free)") from None
 
 
 def lever_rank(levers: Levers) -> int:

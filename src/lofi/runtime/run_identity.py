@@ -170,8 +170,8 @@ def stage_identity(stage: str, config: RunConfig, inputs: Mapping[str, str] | No
         del tree["data"]["windows"]
     if tree["train"]["partial_backprop"] is None:  # likewise: off, as before the key existed
         del tree["train"]["partial_backprop"]
-    if tree["fidelity"]["memory"] is None:  # likewise: no budget (fidelity.mode=auto), as before the key existed
-        del tree["fidelity"]["memory"]
+    if tree["fidelity"]["memory"] is None:  # likewise: no budget (fidelity.mode=auto), as before the keys existed
+        del tree["fidelity"]["memory"], tree["fidelity"]["memory_headroom"]
     flat = flatten(tree)
     neutral = NEUTRAL_KEYS + STAGE_NEUTRAL_KEYS.get(stage, ())
     chosen = {k: v for k, v in flat.items() if _selected(k, STAGE_KEYS[stage]) and not _selected(k, neutral)}

@@ -16,12 +16,15 @@ from typing import Any, Mapping
 import torch
 
 from lofi.config import PartialBackpropConfig, RunConfig, parse_memory_bytes
-from lofi.models.memory import MemoryModel, fit_memory_model, lever_combinations
+from lofi.models.memory import MemoryModel, fit_memory_model
+from lofi.models.memory_measure import lever_combinations
 from lofi.models.memory_plan import CycleMode, MemoryPlan, plan_memory
 from lofi.models.options import encoder_kwargs, head_kwargs
 
 #: The partial back-prop share the plan tries.
 PARTIAL_SHARE = 0.3
+#: The share of the budget kept free by default (see :mod:`lofi.models.memory_plan`).
+DEFAULT_HEADROOM = 0.1
 #: Encoder options the plan sets itself (removed from the configured ones before probing).
 PLANNED_OPTIONS = ("checkpoint_stages", "autocast")
 
@@ -29,15 +32,15 @@ PLANNED_OPTIONS = ("checkpoint_stages", "autocast")
 def make_plan(*, memory: str | int, encoder: str, head: str, batch_size: int, num_snippets: int, frame_size_px: int,
               frames_per_snippet: int, optimizer: str = "sgd", device: torch.device | str = "cpu",
               encoder_options: Mapping[str, Any] | None = None, head_options: Mapping[str, Any] | None = None,
-              cycle: CycleMode = "C-long") -> MemoryPlan:
+              cycle: CycleMode = "C-long", headroom: float = DEFAULT_HEADROOM) -> MemoryPlan:
     """Probe the encoder (every combination of checkpointing, bf16 and partial back-prop at 0.3) and the head,
-    then plan for ``memory`` (``"24GB"``, ``"24GiB"`` or bytes)."""
+    then plan for ``memory`` (``"24GB"``, ``"24GiB"`` or bytes) with its ``headroom`` share kept free."""
     budget = memory if isinstance(memory, int) else parse_memory_bytes(memory)
     base = {k: v for k, v in dict(encoder_options or {}).items() if k not in PLANNED_OPTIONS}
     model = _fitted(encoder=encoder, head=head, frames_per_snippet=frames_per_snippet, encoder_options=base,
                     head_options=dict(head_options or {}), device=str(torch.device(device)))
     return plan_memory(model, budget_bytes=budget, batch_size=batch_size, num_snippets=num_snippets,
-                       frame_size_px=frame_size_px, optimizer=optimizer, cycle=cycle)
+                       frame_size_px=frame_size_px, optimizer=optimizer, cycle=cycle, headroom=headroom)
 
 
 #: Memory models fitted in this process, by what their probes ran: planning again (``lofi plan`` then a run, a
@@ -68,7 +71,7 @@ def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device
                      batch_size=batch_per_rank, num_snippets=config.fidelity.num_snippets,
                      frame_size_px=config.fidelity.frame_size_px, frames_per_snippet=config.data.frames_per_snippet,
                      optimizer=config.train.optim.optimizer, device=device, encoder_options=options,
-                     head_options=head_kwargs(config.model))
+                     head_options=head_kwargs(config.model), headroom=config.fidelity.memory_headroom)
 
 
 def apply_plan(config: RunConfig, plan: MemoryPlan) -> RunConfig:
