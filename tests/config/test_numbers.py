@@ -84,3 +84,10 @@ def test_fidelity_mode_auto_needs_a_valid_memory_at_load():
         load_config("synthetic", ["fidelity.mode=auto"])
     with pytest.raises(ConfigError, match="fidelity.memory.*memory size"):
         load_config("synthetic", ["fidelity.memory=24 bananas"])
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "1.5"])
+def test_memory_headroom_is_a_share_below_one(value):
+    with pytest.raises(ConfigError, match=r"fidelity\.memory_headroom: must be"):
+        load_config(None, ["fidelity.mode=auto", "fidelity.memory=24GB", f"fidelity.memory_headroom={value}"])
+    assert load_config(None, ["fidelity.memory_headroom=0"]).fidelity.memory_headroom == 0

@@ -297,7 +297,8 @@ def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace:
         backward(loss)
         del loss
     all_px = frames[0, 0, :, 0].numel() * b * t  # B * T * F * S^2
-    return all_px * (t if mask is None else int(mask.sum())) // (b * t), all_px, seconds
+    grad_px = all_px if mask is None else all_px * int(mask.sum()) // (b * t)
+    return grad_px, all_px, seconds
 
 
 def _probe_encoders(jobs: Sequence[tuple[Levers, Detector, int, int]], frames_per_snippet: int,
@@ -369,13 +370,15 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
                                        device=device) for lever in levers}
     jobs = [(lever, models[lever], k, size) for lever in levers for k, size in probe_sizes]
     probes: dict[Levers, list[EncoderProbe]] = {lever: [] for lever in levers}
+    grown_size = max(size for _, size in probe_sizes)
     for _ in range(_MAX_GROWTH + 1):  # the probes, then larger ones for the lever combinations still unsettled
-        for (lever, _, k, size), probe in zip(jobs, _probe_encoders(jobs, frames_per_snippet, device)):
+        largest: dict[Levers, int] = {}  # each probed lever combination's most snippets with gradients
+        for (lever, _, num_grad, _), probe in zip(jobs, _probe_encoders(jobs, frames_per_snippet, device)):
             probes[lever].append(probe)
+            largest[lever] = max(num_grad, largest.get(lever, 0))
+        for lever in largest:
             memory.encoder_fits[lever] = EncoderFit.fit(probes[lever])
-        largest = {lever: max(k for lv, _, k, _ in jobs if lv == lever) for lever, *_ in jobs}
-        size = max(s for _, s in probe_sizes)
-        jobs = [(lever, models[lever], 2 * largest[lever], size) for lever in largest
+        jobs = [(lever, models[lever], 2 * num_grad, grown_size) for lever, num_grad in largest.items()
                 if not memory.encoder_fits[lever].settled()]
         if not jobs:
             break
