@@ -202,3 +202,16 @@ def test_stage2_fidelity_mode_auto_plans_trains_and_records_the_choice(dataset, 
     assert ("train.partial_backprop.share" in identity) == (levers["partial_share"] is not None)
     resolved = apply_plan(large, plan)
     assert resolved.fidelity.mode == "full" and resolved.train.partial_backprop is None
+
+
+def test_partial_backprop_warns_when_batchnorm_trains(caplog):
+    from lofi.train.lofi_stage import warn_train_mode_batchnorm
+
+    with caplog.at_level("WARNING", logger="lofi.train.lofi_stage"):
+        assert warn_train_mode_batchnorm(create_encoder("tsm_resnet18_slim"), where="train.partial_backprop")
+    assert "BatchNorm layers in train mode" in caplog.text and "train.frozen_bn=true" in caplog.text
+    caplog.clear()
+    frozen = create_encoder("tsm_resnet18_slim", frozen_bn=True).eval()
+    with caplog.at_level("WARNING", logger="lofi.train.lofi_stage"):
+        assert not warn_train_mode_batchnorm(frozen, where="train.partial_backprop")
+    assert caplog.text == "" and not frozen.training  # its mode is left as it was

@@ -116,6 +116,23 @@ def grad_mask(partial: PartialBackpropConfig, frames: torch.Tensor, info: StepIn
     return mask.to(frames.device)  # [B, T]
 
 
+def warn_train_mode_batchnorm(encoder: torch.nn.Module, *, where: str) -> bool:
+    """Log a warning (and return True) when ``encoder`` trains BatchNorm layers in train mode: partial back-prop
+    then normalises its chosen and no-grad snippets with different batch statistics, close to but not a full
+    forward's (:mod:`lofi.models.partial_backprop`)."""
+    was_training = encoder.training
+    encoder.train()
+    in_train_mode = [name for name, m in encoder.named_modules()
+                     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    encoder.train(was_training)
+    if in_train_mode:
+        logger.warning("%s with %d BatchNorm layers in train mode (first: %s): each group of snippets is normalised "
+                       "with its own batch statistics, so the gradients are close to, not equal to, full "
+                       "back-prop's on the chosen snippets; set train.frozen_bn=true for exact ones (ETAD's setting)",
+                       where, len(in_train_mode), in_train_mode[0])
+    return bool(in_train_mode)
+
+
 def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | None, resume: bool) -> Path:
     config, optim = context.config, context.config.train.optim
     schedule = fidelity_schedule(context)
@@ -130,6 +147,8 @@ def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | 
     optimizer = build_optimizer(model.parameters(), optim, lr_scales=[(model.encoder, config.train.encoder_lr_scale)])
 
     partial = config.train.partial_backprop
+    if partial is not None and context.is_main:
+        warn_train_mode_batchnorm(model.encoder, where="train.partial_backprop")
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         frames = batch["frames"]  # [B, T, F, 3, H, W]; the trainer moved the batch to the device
