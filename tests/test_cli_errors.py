@@ -126,6 +126,12 @@ def test_evaluate_skip_invalid_lists_and_writes_the_entries(tmp_path, capsys):
     (["postprocess", "--predictions", "{tmp}/p.json", "--output", "{tmp}/p.json/out.json"], "postprocess",
      "{tmp}/p.json/out.json: Not a directory; a part of the path is a file, not a folder"),  # OSError
     (["synth", "{tmp}/out", "--width", "8"], "synth", "frames must be at least 32x32 px"),  # ValueError
+    (["plan"], "plan", "--memory is needed"),
+    (["plan", "--memory", "8GB", "-o", "model.encoder=tsm_resnet34"], "plan", "give the CONFIG to plan for"),
+    (["plan", "synthetic"], "plan", "synthetic: fidelity.memory is not set: give --memory"),
+    (["plan", "synthetic", "--memory", "8GB", "--frame-size", "112"], "plan",
+     "--frame-size: with a CONFIG the run's config holds these; set them with -o"),
+    (["plan", "--memory", "24"], "plan", "'24' is not a memory size"),
 ])
 def test_expected_errors_are_one_line(tmp_path, capsys, argv, command, message):
     (tmp_path / "p.json").write_text(json.dumps(PRED))

@@ -269,18 +269,60 @@ def _cmd_models(args: argparse.Namespace) -> int:
 EXIT_SKIPPED = 3
 
 
+#: ``lofi plan``'s model flags and their defaults when no CONFIG is given (with one, the config holds them).
+_PLAN_DEFAULTS = {"encoder": "tsm_resnet18", "head": "gtad", "num_snippets": 100, "frame_size": 224,
+                  "frames_per_snippet": 8, "optimizer": "sgd"}
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
     import torch
 
-    from lofi.train.plan import make_plan
+    from lofi.errors import UserError
+    from lofi.train.plan import DEFAULT_HEADROOM, make_plan, plan_for_run
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    plan = make_plan(memory=args.memory, encoder=args.encoder, head=args.head, batch_size=args.batch,
-                     num_snippets=args.num_snippets, frame_size_px=args.frame_size,
-                     frames_per_snippet=args.frames_per_snippet, optimizer=args.optimizer, device=args.device,
-                     cycle=args.cycle, headroom=args.headroom)
+    if args.config is None:
+        if args.override:
+            raise UserError("-o sets a value of a run config: give the CONFIG to plan for (e.g. lofi plan "
+                            "synthetic --memory 8GB -o model.encoder=tsm_resnet34)")
+        if args.memory is None:
+            raise UserError("--memory is needed: the device memory per process, e.g. --memory 24GB")
+        flags = {name: default if getattr(args, name) is None else getattr(args, name)
+                 for name, default in _PLAN_DEFAULTS.items()}
+        plan = make_plan(memory=args.memory, encoder=flags["encoder"], head=flags["head"], batch_size=args.batch or 1,
+                         num_snippets=flags["num_snippets"], frame_size_px=flags["frame_size"],
+                         frames_per_snippet=flags["frames_per_snippet"], optimizer=flags["optimizer"],
+                         device=args.device, cycle=args.cycle,
+                         headroom=DEFAULT_HEADROOM if args.headroom is None else args.headroom)
+    else:
+        from lofi.runtime.configs import load_run_config
+
+        given = [f"--{name.replace('_', '-')}" for name in _PLAN_DEFAULTS if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: with a CONFIG the run's config holds these; set them with -o "
+                            f"(model.encoder, model.head, fidelity.num_snippets, fidelity.frame_size_px, "
+                            f"data.frames_per_snippet, train.optim.optimizer)")
+        config = load_run_config(args.config, args.override)
+        fidelity = config.fidelity
+        if args.memory is not None:
+            fidelity = dataclasses.replace(fidelity, memory=args.memory)
+        if args.headroom is not None:
+            fidelity = dataclasses.replace(fidelity, memory_headroom=args.headroom)
+        if fidelity.memory is None:
+            raise UserError(f"{args.config}: fidelity.memory is not set: give --memory, e.g. --memory 24GB")
+        optim = config.train.optim
+        batch = args.batch or max(1, optim.batch_size // optim.grad_accum_steps)
+        plan = plan_for_run(dataclasses.replace(config, fidelity=fidelity), batch_per_rank=batch,
+                            device=args.device, cycle=args.cycle)
     print(plan.table())
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+        print(f"plan: {args.output}")
     return 0
 
 
@@ -445,22 +487,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="which stage-2 fidelity and memory levers fit a memory budget (measured "
                                             "at small probes, predicted at full size)")
-    plan.add_argument("--memory", required=True, help="device memory per process: 24GB (10^9 bytes), 24GiB (2^30), "
-                                                      "500MB, 1.5TB")
-    plan.add_argument("--encoder", default="tsm_resnet18")
-    plan.add_argument("--head", default="gtad")
-    plan.add_argument("--batch", type=_positive_int, default=1, help="videos per step per process (default 1)")
-    plan.add_argument("--num-snippets", type=_positive_int, default=100, help="full fidelity's T (default 100)")
-    plan.add_argument("--frame-size", type=_positive_int, default=224, help="full fidelity's S in px (default 224)")
-    plan.add_argument("--frames-per-snippet", type=_positive_int, default=8, help="F (default 8)")
-    plan.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    plan.add_argument("config", metavar="CONFIG", nargs="?",
+                      help="plan for this run config's stage 2 (a YAML or a preset name: its encoder and head with "
+                           "their options, frozen stages and BN, fidelity, frames per snippet, optimizer and batch); "
+                           "without one, for the flags below")
+    plan.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                      help="set a value of CONFIG, e.g. -o model.encoder_options.frozen_stages=2 (repeatable)")
+    plan.add_argument("--memory", help="device memory per process: 24GB (10^9 bytes), 24GiB (2^30), 500MB, 1.5TB "
+                                       "(with a CONFIG, default its fidelity.memory)")
+    plan.add_argument("--encoder", help="default tsm_resnet18")
+    plan.add_argument("--head", help="default gtad")
+    plan.add_argument("--batch", type=_positive_int,
+                      help="videos per step per process (default 1; with a CONFIG, its batch per accumulation step)")
+    plan.add_argument("--num-snippets", type=_positive_int, help="full fidelity's T (default 100)")
+    plan.add_argument("--frame-size", type=_positive_int, help="full fidelity's S in px (default 224)")
+    plan.add_argument("--frames-per-snippet", type=_positive_int, help="F (default 8)")
+    plan.add_argument("--optimizer", choices=("sgd", "adamw"), help="default sgd")
     plan.add_argument("--cycle", choices=("C-long", "C-short"), default="C-long",
                       help="the cycle recommended when full fidelity does not fit (default C-long)")
-    plan.add_argument("--headroom", type=_headroom, default=0.1,
+    plan.add_argument("--headroom", type=_headroom,
                       help="share of --memory kept free for what is not the step's tensors (the CUDA context, "
-                           "allocator fragmentation): 0.1 (default) or 10%%; 0 plans to the byte")
+                           "allocator fragmentation): 0.1 (default; with a CONFIG its fidelity.memory_headroom) or "
+                           "10%%; 0 plans to the byte")
     plan.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the probes run (default cpu)")
     plan.add_argument("--threads", type=_positive_int, help="torch CPU threads for the probes")
+    plan.add_argument("--output", type=Path, metavar="PLAN.json", help="also write the plan (every candidate and "
+                                                                        "the recommendation) as JSON")
     plan.set_defaults(func=_cmd_plan)
 
     pretrain = commands.add_parser("pretrain", help="stage 1: the encoder as a classifier of trimmed clips")

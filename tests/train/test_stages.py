@@ -38,7 +38,11 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _config(dataset: Path, run_root: Path, *extra: str):
-    return load_config("synthetic", [
+    return load_config("synthetic", _overrides(dataset, run_root, *extra))
+
+
+def _overrides(dataset: Path, run_root: Path, *extra: str) -> list[str]:
+    return [
         f"data.annotations={dataset / 'annotations.json'}", f"data.videos={dataset / 'videos'}",
         f"data.cache_dir={run_root / 'cache'}", f"out_dir={run_root}", "name=tiny", "device=cpu",
         "fidelity.num_snippets=12", "fidelity.frame_size_px=48", "fidelity.mode=C-short", "fidelity.cycle_steps=1",
@@ -48,7 +52,7 @@ def _config(dataset: Path, run_root: Path, *extra: str):
         TINY_MODEL,
         "pretrain.optim={optimizer: adamw, lr: 0.001, epochs: 4, batch_size: 4, weight_decay: 0.0}",
         "train.optim={optimizer: adamw, lr: 0.0005, epochs: 3, batch_size: 2, weight_decay: 0.0}",
-        "head.optim={optimizer: adamw, lr: 0.003, epochs: 8, batch_size: 2, weight_decay: 0.0}", *extra])
+        "head.optim={optimizer: adamw, lr: 0.003, epochs: 8, batch_size: 2, weight_decay: 0.0}", *extra]
 
 
 def _sha256(path: Path) -> str:
@@ -202,6 +206,28 @@ def test_stage2_fidelity_mode_auto_plans_trains_and_records_the_choice(dataset, 
     assert ("train.partial_backprop.share" in identity) == (levers["partial_share"] is not None)
     resolved = apply_plan(large, plan)
     assert resolved.fidelity.mode == "full" and resolved.train.partial_backprop is None
+
+
+def test_lofi_plan_plans_for_a_run_config_and_writes_json(dataset, tmp_path, capsys):
+    """``lofi plan CONFIG -o ...``: the run's encoder, head, fidelity and batch; the flags that the config holds
+    are refused beside it. (After the auto-mode test, the probes of the same encoder are reused.)"""
+    from lofi.cli import main
+
+    torch.set_num_threads(1)
+    overrides = _overrides(dataset, tmp_path, "model.encoder=tsm_resnet18_slim")
+    argv = ["plan", "synthetic", *[x for o in overrides for x in ("-o", o)], "--memory", "1TB", "--threads", "1",
+            "--output", str(tmp_path / "plans" / "plan.json")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "tsm_resnet18_slim + gtad, batch 2" in out and "recommended: fidelity.mode=full, levers none" in out
+    record = json.loads((tmp_path / "plans" / "plan.json").read_text())
+    assert record["encoder"] == "tsm_resnet18_slim" and record["batch_size"] == 2 and record["headroom"] == 0.1
+    assert {(c["fidelity"], c["num_snippets"], c["frame_size_px"]) for c in record["candidates"]} == {
+        ("full", 12, 48), ("S", 12, 24), ("T", 3, 48), ("ST", 6, 34)}
+    assert main(argv[:-2] + ["--batch", "1", "--headroom", "0"]) == 0
+    assert "batch 1" in capsys.readouterr().out
+    assert main(argv + ["--encoder", "tsm_resnet34"]) == 2
+    assert "--encoder: with a CONFIG the run's config holds these" in capsys.readouterr().err
 
 
 def test_partial_backprop_warns_when_batchnorm_trains(caplog):

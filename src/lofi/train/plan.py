@@ -59,7 +59,8 @@ def _fitted(*, encoder: str, head: str, frames_per_snippet: int, encoder_options
     return _FITTED[key]
 
 
-def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device | str) -> MemoryPlan:
+def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device | str,
+                 cycle: CycleMode = "C-long") -> MemoryPlan:
     """The plan for stage 2 of ``config`` (``fidelity.mode=auto``): its encoder and head with their options
     (``train.frozen_bn`` included), batch per process, full fidelity, frames per snippet and optimizer."""
     if config.fidelity.memory is None:
@@ -71,7 +72,8 @@ def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device
                      batch_size=batch_per_rank, num_snippets=config.fidelity.num_snippets,
                      frame_size_px=config.fidelity.frame_size_px, frames_per_snippet=config.data.frames_per_snippet,
                      optimizer=config.train.optim.optimizer, device=device, encoder_options=options,
-                     head_options=head_kwargs(config.model), headroom=config.fidelity.memory_headroom)
+                     head_options=head_kwargs(config.model), headroom=config.fidelity.memory_headroom,
+                     cycle=cycle)
 
 
 def apply_plan(config: RunConfig, plan: MemoryPlan) -> RunConfig:
