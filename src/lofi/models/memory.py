@@ -39,9 +39,8 @@ the head's time: a **relative** figure (the probes are small, their overheads ar
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -49,10 +48,8 @@ from lofi.core.fidelity import Fidelity
 from lofi.models.detector import Detector
 from lofi.models.memory_measure import (OPTIMIZER_STATE_COPIES, Levers, MemoryTrace, StepMeasurement,
                                         build_probe_model, build_training_step, lever_combinations, make_optimizer,
-                                        measure_step, module_bytes, probe_frames, probe_targets, sync_device,
-                                        tensor_bytes)
-from lofi.models.partial_backprop import draw_grad_mask
-from lofi.models.registry import create_encoder
+                                        measure_step, module_bytes, probe_frames, probe_grad_mask, probe_targets,
+                                        tensor_bytes, wall_seconds)
 
 __all__ = ["OPTIMIZER_STATE_COPIES", "EncoderFit", "EncoderProbe", "FlooredLinearFit", "HeadProbe", "Levers",
            "LinearFit", "MemoryModel", "MemoryPrediction", "MemoryTrace", "StepMeasurement", "fit_memory_model",
@@ -69,7 +66,8 @@ _ABOVE_FLOOR = 1.3
 _FLOOR_SHARE = 0.1
 #: ... at most this many times (``K`` doubled each time).
 _MAX_GROWTH = 6
-# -- measuring ----------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class LinearFit:
     """``offset + slope * x`` (bytes or seconds against pixels), least squares over the probes."""
@@ -95,6 +93,7 @@ class FlooredLinearFit:
 
     floor: float
     line: LinearFit
+    rising: bool = True  # whether the line was fitted through two or more points above the floor
 
     def __call__(self, x: float) -> float:
         return max(self.floor, self.line(x))
@@ -106,7 +105,8 @@ class FlooredLinearFit:
         floor = min(ys)
         rising = [(x, y) for x, y in zip(xs, ys) if y > above * floor]
         points = rising if len(rising) >= 2 else list(zip(xs, ys))
-        return FlooredLinearFit(floor=floor, line=LinearFit.fit([x for x, _ in points], [y for _, y in points]))
+        return FlooredLinearFit(floor=floor, line=LinearFit.fit([x for x, _ in points], [y for _, y in points]),
+                                rising=len(rising) >= 2)
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,11 @@ class EncoderProbe:
     forward_peak_bytes: int
     backward_bytes: int
     seconds: float
+
+    @property
+    def peak_bytes(self) -> int:
+        """The probe's peak: its forward's, or what the forward saved plus the backward on top."""
+        return max(self.forward_peak_bytes, self.saved_bytes + self.backward_bytes)
 
 
 @dataclass(frozen=True)
@@ -149,11 +154,8 @@ class EncoderFit:
     def settled(self) -> bool:
         """Whether the probes determine the backward's slope: two of them clearly above the floor, or the floor a
         small part of the largest probe's peak (its slope then matters little)."""
-        floor = self.backward_bytes.floor
-        rising = sum(p.backward_bytes > _ABOVE_FLOOR * floor for p in self.probes)
         largest = max(self.probes, key=lambda p: p.grad_px)
-        peak = max(largest.forward_peak_bytes, largest.saved_bytes + largest.backward_bytes)
-        return rising >= 2 or floor <= _FLOOR_SHARE * peak
+        return self.backward_bytes.rising or self.backward_bytes.floor <= _FLOOR_SHARE * largest.peak_bytes
 
 
 @dataclass(frozen=True)
@@ -260,16 +262,9 @@ class MemoryModel:
             seconds=fit.seconds(all_px) + batch_size * head.seconds)
 
 
-def _timed(device: torch.device, fn: Any, repeats: int = 3) -> float:
+def _fastest(device: torch.device, fn: Callable[[], object], repeats: int = 3) -> float:
     """The fastest of ``repeats`` runs of ``fn`` (the least disturbed by other work on the machine)."""
-    times = []
-    for _ in range(repeats):
-        sync_device(device)
-        start = time.perf_counter()
-        fn()
-        sync_device(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(wall_seconds(device, fn, repeats))
 
 
 def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace: MemoryTrace,
@@ -278,8 +273,7 @@ def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace:
     what backward keeps) and ``key:bwd`` in ``trace``; returns the pixels with gradients, all pixels, and the
     seconds of one unmeasured step."""
     b, t = frames.shape[:2]
-    mask = None if levers.partial_share is None else draw_grad_mask(
-        batch_size=b, num_snippets=t, share=levers.partial_share, seed=0).to(frames.device)  # [B, T]
+    mask = probe_grad_mask(levers, batch_size=b, num_snippets=t, device=frames.device)  # [B, T] or None
 
     def forward() -> torch.Tensor:
         return model.features(frames, grad_mask=mask).square().mean()  # [B, D, T] -> []
@@ -290,7 +284,7 @@ def _probe_encoder(model: Detector, frames: torch.Tensor, levers: Levers, trace:
 
     model.zero_grad(set_to_none=False)
     backward(forward())  # warm-up: gradients allocated
-    seconds = _timed(frames.device, lambda: backward(forward()), repeats=2)
+    seconds = _fastest(frames.device, lambda: backward(forward()), repeats=2)
     with trace.window(f"{key}:fwd"):
         loss = forward()
     with trace.window(f"{key}:bwd"):
@@ -338,7 +332,7 @@ def _probe_heads(memory: MemoryModel, snippet_counts: Sequence[int]) -> dict[int
 
             head.zero_grad(set_to_none=False)
             step()  # warm-up
-            seconds = _timed(memory.device, step)
+            seconds = _fastest(memory.device, step)
             with trace.window(str(num_snippets)):
                 kept = step()
                 features.grad = None
@@ -360,14 +354,14 @@ def fit_memory_model(*, encoder: str, head: str, frames_per_snippet: int, levers
     device = torch.device(device)
     encoder_options, head_options = dict(encoder_options or {}), dict(head_options or {})
     probe_snippets = 8  # the head is built (with its default neighbours) but unused by the encoder's probes
-    base = create_encoder(encoder, **encoder_options)
+    models = {lever: build_probe_model(encoder=encoder, head=head, num_snippets=probe_snippets,
+                                       encoder_options=encoder_options, head_options=head_options, levers=lever,
+                                       device=device) for lever in levers}
+    base = models[levers[0]].encoder  # the levers change no parameter
     memory = MemoryModel(
         encoder=encoder, head=head, frames_per_snippet=frames_per_snippet, encoder_options=encoder_options,
         head_options=head_options, device=device, encoder_param_bytes=module_bytes(base),
         trainable_encoder_bytes=module_bytes(base, trainable_only=True))
-    models = {lever: build_probe_model(encoder=encoder, head=head, num_snippets=probe_snippets,
-                                       encoder_options=encoder_options, head_options=head_options, levers=lever,
-                                       device=device) for lever in levers}
     jobs = [(lever, models[lever], k, size) for lever in levers for k, size in probe_sizes]
     probes: dict[Levers, list[EncoderProbe]] = {lever: [] for lever in levers}
     grown_size = max(size for _, size in probe_sizes)

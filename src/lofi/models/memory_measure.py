@@ -14,7 +14,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -199,15 +199,7 @@ class TrainingStep:
 
     def seconds(self, repeats: int) -> list[float]:
         """The wall-clock seconds of ``repeats`` steps, each on its own (after the step before: no warm-up)."""
-        device = self.frames.device
-        times = []
-        for _ in range(repeats):
-            sync_device(device)
-            start = time.perf_counter()
-            self()
-            sync_device(device)
-            times.append(time.perf_counter() - start)
-        return times
+        return wall_seconds(self.frames.device, self, repeats)
 
     def static_bytes(self) -> int:
         """Parameters, gradients, optimizer state and input frames: alive through the whole step."""
@@ -225,14 +217,34 @@ def build_training_step(*, encoder: str, head: str, fidelity: Fidelity, batch_si
     model = build_probe_model(encoder=encoder, head=head, num_snippets=fidelity.num_snippets,
                               encoder_options=encoder_options, head_options=head_options, levers=levers,
                               device=device)
-    mask = None if levers.partial_share is None else draw_grad_mask(
-        batch_size=batch_size, num_snippets=fidelity.num_snippets, share=levers.partial_share,
-        seed=0).to(device)  # [B, T]
+    mask = probe_grad_mask(levers, batch_size=batch_size, num_snippets=fidelity.num_snippets, device=device)
     return TrainingStep(model=model, frames=probe_frames(batch_size=batch_size, fidelity=fidelity,
                                                          frames_per_snippet=frames_per_snippet, device=device),
                         targets=probe_targets(batch_size, torch.device(device)),
                         optimizer=make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad]),
                         grad_mask=mask)
+
+
+def wall_seconds(device: torch.device, fn: Callable[[], object], repeats: int) -> list[float]:
+    """The wall-clock seconds of ``repeats`` calls of ``fn``, each timed on its own, ``device``'s queued work
+    included."""
+    times = []
+    for _ in range(repeats):
+        sync_device(device)
+        start = time.perf_counter()
+        fn()
+        sync_device(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def probe_grad_mask(levers: Levers, *, batch_size: int, num_snippets: int,
+                    device: torch.device | str) -> torch.Tensor | None:
+    """Partial back-prop's mask ``[B, T]`` (seed 0) when ``levers`` ask for it, else None."""
+    if levers.partial_share is None:
+        return None
+    return draw_grad_mask(batch_size=batch_size, num_snippets=num_snippets, share=levers.partial_share,
+                          seed=0).to(device)  # [B, T]
 
 
 def measure_step(step: TrainingStep, *, repeats: int = 1) -> StepMeasurement:

@@ -166,21 +166,16 @@ def plan_memory(memory: MemoryModel, *, budget_bytes: int, batch_size: int, num_
     candidates = tuple(Candidate(fidelity=fidelities[name], levers=lv, prediction=p,
                                  relative_seconds=p.seconds / reference, fits=p.peak_bytes <= usable)
                        for (name, lv), p in predictions.items())
-    return MemoryPlan(budget_bytes=budget_bytes, batch_size=batch_size, frames_per_snippet=memory.frames_per_snippet,
-                      optimizer=optimizer, encoder=memory.encoder, head=memory.head, candidates=candidates,
-                      recommendation=_recommend_within(candidates, cycle=cycle, budget_bytes=budget_bytes,
-                                                       headroom=headroom), headroom=headroom)
-
-
-def _recommend_within(candidates: Sequence[Candidate], *, cycle: CycleMode, budget_bytes: int,
-                      headroom: float) -> Recommendation:
     try:
-        return recommend(candidates, cycle=cycle, budget_bytes=usable_bytes(budget_bytes, headroom))
+        recommendation = recommend(candidates, cycle=cycle, budget_bytes=usable)
     except NothingFitsError as error:
         if not headroom:
             raise
         raise NothingFitsError(f"{error} (the budget is {format_bytes(budget_bytes)} less {100 * headroom:.0f}% "
                                f"kept free)") from None
+    return MemoryPlan(budget_bytes=budget_bytes, batch_size=batch_size, frames_per_snippet=memory.frames_per_snippet,
+                      optimizer=optimizer, encoder=memory.encoder, head=memory.head, candidates=candidates,
+                      recommendation=recommendation, headroom=headroom)
 
 
 def lever_rank(levers: Levers) -> int:

@@ -152,12 +152,9 @@ def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | 
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         frames = batch["frames"]  # [B, T, F, 3, H, W]; the trainer moved the batch to the device
-        if partial is None:
-            outputs = net(frames)  # raw head outputs
-        else:
-            outputs = net(frames, grad_mask=grad_mask(partial, frames, info, seed=config.seed, rank=context.rank))
-        losses = model.loss(outputs, batch["targets"])
-        return {**losses, "num_snippets": torch.tensor(float(batch["frames"].shape[1]))}
+        mask = None if partial is None else grad_mask(partial, frames, info, seed=config.seed, rank=context.rank)
+        losses = model.loss(net(frames, grad_mask=mask), batch["targets"])  # the head's raw outputs into its loss
+        return {**losses, "num_snippets": torch.tensor(float(frames.shape[1]))}
 
     trainer = Trainer(model=model, optimizer=optimizer,
                       scheduler=build_scheduler(optimizer, optim, steps_per_epoch=len(sampler)), loss_fn=loss_fn,
