@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lofi.runtime import distributed as D
 from lofi.train import checkpoint as ckpt
 from lofi.train.records import MetricsLog, Progress, plot_curves
+from lofi.train.stall import StallWatch, stage_label
 
 __all__ = ["TrainLoopConfig", "StepInfo", "Trainer", "seed_everything", "CHECKPOINT_FORMAT"]
 
@@ -215,6 +216,7 @@ class Trainer:
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_steps = 0
         self._warned_rng = False
+        self.stall_watch = StallWatch(stage=stage_label(self.run_dir))  # warns when a loss term stops learning
 
     @property
     def optimizer_steps_per_epoch(self) -> int:
@@ -319,6 +321,8 @@ class Trainer:
         if self.scheduler is not None and not self.step_scheduler_per_step:
             self.scheduler.step()
         self.log.log(record)  # type: ignore[union-attr]
+        if self.is_main:
+            self.stall_watch.check(self.log.records)  # type: ignore[union-attr]
         self.last_epoch_record = {k: v for k, v in self.log.records[-1].items()} if self.is_main \
             else {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
         self.epoch, self.batch_in_epoch = epoch + 1, 0

@@ -188,3 +188,17 @@ def test_mixed_precision_keeps_points_and_loss_in_float32():
         losses = head.loss(outputs, _targets())
     assert outputs["points"].dtype == torch.float32
     assert losses["loss"].dtype == torch.float32 and torch.isfinite(losses["loss"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_no_offset_starts_on_the_relus_dead_side(seed):
+    """The stall of a stage-3 head (seed 4245 of the demo): with a default-initialised predictor, the ReLU'd offsets
+    of almost every positive point were 0, so their DIoU loss gave no gradient. Now every point of every seed
+    starts alive and every positive point's loss reaches the regression predictor."""
+    torch.manual_seed(seed)
+    head = ActionFormerHead(in_dim=D, num_classes=C, num_snippets=25, **SMALL)
+    outputs = head(torch.relu(torch.randn(B, D, 25)) * 3)  # non-negative features, as a ReLU encoder gives
+    assert (outputs["offsets"] > 0.5).all() and (outputs["offsets"] < 1.5).all()  # about one stride
+    losses = head.loss(outputs, _targets())
+    losses["loss"].backward()  # only the DIoU term reaches the regression predictor
+    assert head.reg_out.weight.grad.abs().sum() > 0 and head.reg_out.bias.grad.abs().min() > 0

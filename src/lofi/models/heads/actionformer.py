@@ -25,6 +25,8 @@ from lofi.models.losses import diou_loss_1d, sigmoid_focal_loss
 
 #: An unbounded regression range (inf) is stored as this many window lengths, so that outputs stay finite.
 _UNBOUNDED_WINDOWS = 1e4
+#: The regression predictor's initial weights (normal, this std) and bias: offsets start near 1 stride, > 0.
+REG_OUT_INIT_STD, REG_OUT_INIT_BIAS = 0.01, 1.0
 
 
 def default_regression_ranges(num_levels: int) -> list[tuple[float, float]]:
@@ -43,7 +45,8 @@ class ActionFormerHead(TALHead):
     blocks at full resolution (pyramid level 0), then ``num_levels - 1`` strided transformer blocks each halving
     the length (levels 1, 2, ...), a LayerNorm per level, and classification / regression conv heads shared by all
     levels (``num_head_layers`` convs each, the last one the predictor; ReLU'd offsets with a learnable scale per
-    level). Works for any T (not only multiples of ``2 ** (num_levels - 1)``); ``num_snippets`` is informational.
+    level; the regression predictor starts with small weights and a bias of 1, so that no offset starts on the
+    ReLU's dead side). Works for any T (not only multiples of ``2 ** (num_levels - 1)``); ``num_snippets`` is informational.
 
     Raw outputs, ``P = sum_l ceil(T / 2 ** l)`` points in level order:
 
@@ -99,6 +102,11 @@ class ActionFormerHead(TALHead):
             if isinstance(m, nn.Conv1d) and m.bias is not None:
                 nn.init.zeros_(m.bias)
         nn.init.constant_(self.cls_out.bias, -math.log((1 - prior_prob) / prior_prob))  # sigmoid(bias) = prior
+        # Every point starts about one stride from each boundary, inside the ReLU's live side. With the default
+        # init, the offsets of 95-99% of the positive points were ReLU'd to 0 for some seeds, so their DIoU loss
+        # had no gradient and the regression branch could stay stuck (docs/models.md, "A stuck regression branch").
+        nn.init.normal_(self.reg_out.weight, std=REG_OUT_INIT_STD)
+        nn.init.constant_(self.reg_out.bias, REG_OUT_INIT_BIAS)
 
     def pyramid(self, features: torch.Tensor) -> list[torch.Tensor]:
         """``[B, in_dim, T]`` -> ``num_levels`` feature maps ``[B, embed_dim, ceil(T / 2 ** l)]``."""

@@ -1,0 +1,44 @@
+"""Stalled losses are reported: a term flat near its start warns once, naming the stage and the term."""
+
+import logging
+
+from lofi.train.stall import StallWatch
+
+
+def _records(**terms: list[float]) -> list[dict]:
+    epochs = len(next(iter(terms.values())))
+    return [{"kind": "epoch", "epoch": e, **{f"train_{k}": v[e] for k, v in terms.items()}} for e in range(epochs)]
+
+
+def _watch(records: list[dict]) -> StallWatch:
+    watch = StallWatch(stage="runs/x/stage3_head_frozen")
+    for end in range(1, len(records) + 1):  # as the trainer calls it: after every epoch
+        watch.check(records[:end])
+    return watch
+
+
+def test_a_term_flat_near_its_start_warns_once_naming_stage_and_term(caplog):
+    # the stalled regression branch of the issue: 0.62, then 0.60 for the rest of the run; the focal loss learns
+    records = _records(loss=[1.5, 1.1, 0.95, 0.9, 0.88, 0.86, 0.85],
+                       cls_loss=[0.9, 0.5, 0.35, 0.3, 0.28, 0.26, 0.25],
+                       reg_loss=[0.62, 0.60, 0.60, 0.601, 0.60, 0.60, 0.60], num_positives=[40.0] * 7)
+    with caplog.at_level(logging.WARNING, logger="lofi.train"):
+        watch = _watch(records)
+    assert [s.term for s in watch.stalls] == ["reg_loss"]
+    assert (watch.stalls[0].since_epoch, watch.stalls[0].epoch) == (1, 4)  # 0.62 -> 0.60 is a 3% drop; then flat
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "stage3_head_frozen" in warnings[0] and "reg_loss" in warnings[0] and "0.6" in warnings[0]
+
+
+def test_healthy_curves_and_low_plateaus_do_not_warn():
+    falling = [0.9 * 0.8 ** e for e in range(15)]
+    slow_start = [1.70, 1.63, 1.55, 1.41, 1.11, 0.77, 0.61, 0.48]  # a measured stage-1 loss
+    plateau_low = [0.6, 0.2, 0.1, 0.09, 0.09, 0.09, 0.09, 0.09]  # converged: flat, but far below its start
+    for values in (falling, slow_start, plateau_low):
+        assert _watch(_records(loss=values)).stalls == []
+
+
+def test_too_few_epochs_and_non_finite_values_are_left_alone():
+    assert _watch(_records(loss=[1.0, 1.0, 1.0])).stalls == []
+    assert _watch(_records(loss=[1.0, float("nan"), 1.0, 1.0, 1.0])).stalls == []
