@@ -1,7 +1,8 @@
 """The head ceiling: every registered head, trained by stage 3 on ideal features, should detect nearly everything.
 
     python benchmarks/head_ceiling.py [--heads gtad bmn actionformer] [--settings demo dense] [--dim 32]
-                                      [-o KEY=VALUE ...] [--out DIR] [--seed 0]
+                                      [--cue instance|middle] [--synth KEY=VALUE ...] [-o KEY=VALUE ...]
+                                      [--out DIR] [--seed 0]
 
 For each data setting, a synthetic dataset is planned (annotations only, no video is rendered:
 ``lofi.data.synthetic.generate.plan_dataset`` + ``to_annotations``), ideal features are written from its
@@ -19,8 +20,15 @@ Settings:
   1-6 s gaps (1-3 instances, up to 3 classes per video at seed 0);
 - ``dense``: ``mixed`` with 6 classes, 24-40 s videos, 0.5-3 s middles and 0.5-2 s gaps (many short instances of
   several classes per video);
-- ``layout:NAME``: ``SyntheticConfig.for_layout(NAME)`` (``activitynet``, ``thumos``, ``mixed``), 64 videos of 4
-  classes.
+- ``layout:NAME``: ``SyntheticConfig.for_layout(NAME)`` (``activitynet``, ``thumos``, ``mixed``,
+  ``discrepancy``), 64 videos of 4 classes.
+
+``--synth KEY=VALUE`` changes a field of every setting's ``SyntheticConfig`` (``--synth onset_sec=0.5,4``
+``--synth num_videos=128``). ``--cue middle`` writes the ideal features of the class cue alone: the same channels computed from each instance's
+middle phase (where the class motion is) instead of the whole instance, while the head is still trained and scored
+against the whole instances. It is the best a head can do on features that know the class cue perfectly and nothing
+of the onset and offset, i.e. on ideal classification features: how well the boundaries can be guessed from the
+class cue's extent.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 import torch
 
 from lofi.config import load_config
+from lofi.data.annotations import AnnotationSet, Segment
 from lofi.data.formats.activitynet import write_ground_truth
 from lofi.data.ideal_features import write_ideal_features
 from lofi.data.synthetic import SyntheticConfig
@@ -75,6 +84,13 @@ def data_setting(name: str, *, seed: int) -> SyntheticConfig:
     raise SystemExit(f"unknown data setting {name!r}: demo, mixed, dense or layout:NAME")
 
 
+def synth_override(text: str) -> tuple[str, object]:
+    """``"onset_sec=0.5,4"`` -> ``("onset_sec", (0.5, 4.0))``; ``"num_videos=128"`` -> ``("num_videos", 128)``."""
+    key, _, value = text.partition("=")
+    numbers = [float(v) if "." in v or "e" in v else int(v) for v in value.split(",")]
+    return key, tuple(numbers) if len(numbers) > 1 else numbers[0]
+
+
 def describe(annotations) -> str:
     """Videos, instances per video and classes per video of an annotation set."""
     videos = list(annotations)
@@ -84,10 +100,22 @@ def describe(annotations) -> str:
             f"(max {max(instances)}), {sum(classes) / len(videos):.1f} classes per video (max {max(classes)})")
 
 
+def middle_phases(plans, annotations, *, fps: float):
+    """``annotations`` with each instance cut to its middle phase (the class cue's extent)."""
+    videos = []
+    for plan, video in zip(plans, annotations):
+        segments = tuple(Segment(start_sec=i.middle_start_frame / fps, end_sec=i.middle_end_frame / fps, label=i.label)
+                         for i in plan.instances)
+        videos.append(video.with_segments(segments))
+    return AnnotationSet.from_videos(videos, source=annotations.source, classes=annotations.classes)
+
+
 def run_setting(setting: str, heads: list[str], *, out: Path, seed: int, dim: int, noise_std: float,
-                overrides: list[str]) -> list[tuple[str, str, float, float, float, float]]:
-    synth = data_setting(setting, seed=seed)
-    annotations = to_annotations(plan_dataset(synth), synth)
+                overrides: list[str], cue: str = "instance", synth_overrides: dict | None = None) -> list[tuple[str, str, float, float, float, float]]:
+    synth = dataclasses.replace(data_setting(setting, seed=seed), **(synth_overrides or {}))
+    plans = plan_dataset(synth)
+    annotations = to_annotations(plans, synth)
+    feature_source = middle_phases(plans, annotations, fps=synth.fps) if cue == "middle" else annotations
     print(f"{setting}: {describe(annotations)}", flush=True)
     data_dir = out / setting.replace(":", "_")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +128,7 @@ def run_setting(setting: str, heads: list[str], *, out: Path, seed: int, dim: in
                                            f"name={data_dir.name}_{head}", "device=cpu", f"seed={seed}",
                                            f"model.head={head}", f"model.head_options={HEAD_OPTIONS[head]}",
                                            HEAD_OPTIM, *overrides])
-        features = write_ideal_features(annotations, data_dir / f"features_{dim}", dim=dim, noise_std=noise_std,
+        features = write_ideal_features(feature_source, data_dir / f"features_{cue}_{dim}", dim=dim, noise_std=noise_std,
                                         num_snippets=config.fidelity.num_snippets, seed=seed)
         context = make_context(config, progress=False)
         started = time.perf_counter()
@@ -109,8 +137,10 @@ def run_setting(setting: str, heads: list[str], *, out: Path, seed: int, dim: in
         seconds = time.perf_counter() - started
         tiou = [round(float(t), 2) for t in result.tiou_thresholds]
         m50, m75 = float(result.mAP[tiou.index(0.5)]), float(result.mAP[tiou.index(0.75)])
+        m90 = float(result.mAP[tiou.index(0.9)]) if 0.9 in tiou else float("nan")
         rows.append((setting, head, 100 * m50, 100 * m75, 100 * result.average_mAP, seconds))
-        print(f"  {head:13s} mAP@0.5 {100 * m50:6.2f}  @0.75 {100 * m75:6.2f}  average {100 * result.average_mAP:6.2f}"
+        print(f"  {head:13s} mAP@0.5 {100 * m50:6.2f}  @0.75 {100 * m75:6.2f}  @0.9 {100 * m90:6.2f}  "
+              f"average {100 * result.average_mAP:6.2f}"
               f"  {seconds:6.1f} s", flush=True)
     return rows
 
@@ -122,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=32, help="feature channels (ideal ones + a fixed random mix)")
     parser.add_argument("--noise-std", type=float, default=0.05)
+    parser.add_argument("--synth", action="append", default=[], type=synth_override, metavar="KEY=VALUE",
+                        help="a SyntheticConfig field for every setting, e.g. onset_sec=0.5,4")
+    parser.add_argument("--cue", choices=["instance", "middle"], default="instance",
+                        help="ideal features of the whole instances, or of the class cue (middle phases) only")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="keep the data and runs here (default: a temp dir)")
     parser.add_argument("-o", "--override", action="append", default=[], help="config override KEY=VALUE")
@@ -134,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for setting in args.settings:
             rows += run_setting(setting, args.heads, out=out, seed=args.seed, dim=args.dim,
-                                noise_std=args.noise_std, overrides=args.override)
+                                noise_std=args.noise_std, overrides=args.override, cue=args.cue,
+                                synth_overrides=dict(args.synth))
     print()
     print("| data | head | mAP@0.5 | mAP@0.75 | average mAP | train + eval s |")
     print("|---|---|---:|---:|---:|---:|")
