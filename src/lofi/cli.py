@@ -47,9 +47,9 @@ def _headroom(text: str) -> float:
 def _synthetic_config(args: argparse.Namespace):
     from lofi.data.synthetic import SyntheticConfig
 
-    overrides = dict(num_videos=args.videos, num_classes=args.classes, seed=args.seed, width_px=args.width,
-                     height_px=args.height, fps=args.fps, validation_fraction=args.validation_fraction,
-                     boundary_cue_px=args.boundary_cue_px)
+    overrides = dict(num_videos=args.videos, num_classes=args.classes, class_offset=args.class_offset, seed=args.seed,
+                     width_px=args.width, height_px=args.height, fps=args.fps,
+                     validation_fraction=args.validation_fraction, boundary_cue_px=args.boundary_cue_px)
     # a bound not given keeps the layout's
     if args.min_duration_sec is not None or args.max_duration_sec is not None:
         low, high = SyntheticConfig.for_layout(args.layout).video_duration_sec
@@ -68,6 +68,9 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
     parser.add_argument("--videos", type=_positive_int, default=videos, help=f"number of videos (default {videos})")
     parser.add_argument("--classes", type=_positive_int, default=classes,
                         help=f"number of action classes, at most 12 (default {classes})")
+    parser.add_argument("--class-offset", type=int, default=0, metavar="K",
+                        help="class k is motion pattern k + K, so that a source dataset of other classes can be made "
+                             "(--classes + K at most 12; default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset")
     parser.add_argument("--width", type=int, default=128, help="frame width in px, even (default 128)")
     parser.add_argument("--height", type=int, default=128, help="frame height in px, even (default 128)")
