@@ -170,19 +170,32 @@ def results_json(spec: ExperimentSpec, outcomes: dict[str, TaskOutcome],
 
 
 def _training(cell: str, outcomes: dict[str, TaskOutcome]) -> dict[str, Any]:
-    """The optimiser steps and seconds of the cell's own training stage (stage 1 or 2), per seed; matched_steps'
-    step counts; full_levers' plan."""
-    steps, seconds, facts = {}, {}, {}
+    """The optimiser steps and seconds of the cell's own training stage (stage 1 or 2) per seed, what its tasks
+    were told (matched_steps' step counts, full_levers' plan), and for matched_steps the stage-2 cells' steps and
+    seconds beside its own."""
+    steps, facts = _trained(cell, outcomes), {}
     for outcome in outcomes.values():
-        if not (outcome.task.cell and outcome.task.name == cell):
-            continue
-        facts.update(outcome.info)
-        first = ((outcome.record or {}).get("steps") or [{}])[0]
-        if first.get("stage") in ("pretrain", "lofi"):
-            steps[str(outcome.task.seed)] = first.get("optimizer_steps")
-            seconds[str(outcome.task.seed)] = first.get("seconds")
-    training = {"training_optimizer_steps": steps, "training_seconds": seconds} if steps else {}
+        if outcome.task.cell and outcome.task.name == cell:
+            facts.update(outcome.info)
+    training = {"training_optimizer_steps": {s: n for s, (n, _) in steps.items()},
+                "training_seconds": {s: t for s, (_, t) in steps.items()}} if steps else {}
+    if CELLS[cell].training == "pretrain":
+        stage2 = {name: _trained(name, outcomes) for name, spec in CELLS.items() if spec.training == "lofi"}
+        training["stage2_cells"] = {name: {"optimizer_steps": {s: n for s, (n, _) in runs.items()},
+                                           "seconds": {s: t for s, (_, t) in runs.items()}}
+                                    for name, runs in stage2.items() if runs}
     return {**training, **facts}
+
+
+def _trained(cell: str, outcomes: dict[str, TaskOutcome]) -> dict[str, tuple[int | None, float | None]]:
+    """``{seed: (optimiser steps, seconds)}`` of the cell's training stage, for the seeds it ran."""
+    runs = {}
+    for outcome in outcomes.values():
+        if outcome.task.cell and outcome.task.name == cell:
+            first = ((outcome.record or {}).get("steps") or [{}])[0]
+            if first.get("stage") in ("pretrain", "lofi"):
+                runs[str(outcome.task.seed)] = (first.get("optimizer_steps"), first.get("seconds"))
+    return runs
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -235,6 +248,10 @@ def plot_curves(summaries: Sequence[CellSummary], path: Path, *, title: str) -> 
         ax.plot(s.tiou, curve, marker=markers[i % len(markers)], color=colors[s.cell], markersize=4,
                 label=f"{s.cell} ({100.0 * float(np.mean(s.average_mAP)):.1f}%)")
         highest = max(highest, float(curve.max()))
+    tiou = next((s.tiou for s in summaries if s.seeds), [])
+    if tiou:
+        ax.set_xticks(tiou)
+        ax.set_xticklabels([f"{t:.2f}" for t in tiou], rotation=45 if len(tiou) > 6 else 0)
     ax.set_xlabel("tIoU threshold")
     ax.set_ylabel("mAP (%)")
     ax.set_ylim(0, min(100.0, max(5.0, 1.2 * highest)))

@@ -111,8 +111,8 @@ def reused_record(spec: ExperimentSpec, resolved: ResolvedTask) -> dict[str, Any
     """The task's record when everything it does is there already under the same identities, else None (it runs:
     its finished stages are reused one by one, another identity's results are refused by their guard)."""
     record = read_record(resolved.folder)
-    if resolved.source_settings is not None:
-        return (record or {}) if source_ready(resolved.folder, resolved.source_settings) and record else None
+    if resolved.source_settings is not None:  # data, not a stage: its synthetic.json says what it holds
+        return record if record is not None and source_ready(resolved.folder, resolved.source_settings) else None
     if record is None or record.get("status") != "ok" or len(record.get("steps", ())) != len(resolved.steps):
         return None
     context = None
