@@ -306,3 +306,82 @@ def test_experiment_config_mistakes_name_the_key(override, message):
 def test_the_table_shows_the_thresholds_nearest_0_5_0_7_0_9_once():
     assert shown_thresholds([0.5 + 0.05 * i for i in range(10)]) == [0, 4, 8]
     assert shown_thresholds([0.3, 0.4, 0.5, 0.6, 0.7]) == [2, 4]  # THUMOS14: 0.7 is the nearest to 0.9 too
+
+
+def _fake_plan_for_run(peaks: dict[tuple[str, str], int]):
+    """A stand-in for ``plan_for_run`` (whose probes take minutes): the given peaks per (fidelity, levers), the
+    planner's own recommendation for the config's budget."""
+    from lofi.config import parse_memory_bytes
+    from lofi.core.fidelity import lofi_fidelities
+    from lofi.models.memory import MemoryPrediction
+    from lofi.models.memory_measure import Levers
+    from lofi.models.memory_plan import Candidate, MemoryPlan, recommend, usable_bytes
+
+    def plan_for_run(config, *, batch_per_rank, device, cycle="C-long"):
+        usable = usable_bytes(parse_memory_bytes(config.fidelity.memory), config.fidelity.memory_headroom)
+        fidelities = lofi_fidelities(num_snippets=config.fidelity.num_snippets,
+                                     frame_size_px=config.fidelity.frame_size_px)
+        candidates = tuple(
+            Candidate(fidelity=fidelities[name], levers=Levers.parse(levers), relative_seconds=1.0, fits=peak <= usable,
+                      prediction=MemoryPrediction(param_bytes=peak, grad_bytes=0, optimizer_bytes=0, frames_bytes=0,
+                                                  encoder_saved_bytes=0, encoder_peak_bytes=0, head_bytes=0,
+                                                  head_retained_bytes=0, optimizer_step_bytes=0, seconds=1.0))
+            for (name, levers), peak in peaks.items())
+        return MemoryPlan(budget_bytes=parse_memory_bytes(config.fidelity.memory), batch_size=batch_per_rank,
+                          frames_per_snippet=1, optimizer="adamw", encoder="e", head="h", candidates=candidates,
+                          recommendation=recommend(candidates, cycle=cycle, budget_bytes=usable),
+                          headroom=config.fidelity.memory_headroom)
+
+    return plan_for_run
+
+
+#: ST without levers peaks at 500: full fidelity fits it with checkpointing (first) or not at all (second).
+_PEAKS = {("full", "none"): 1000, ("S", "none"): 600, ("T", "none"): 550, ("ST", "none"): 500,
+          ("S", "checkpoint"): 250, ("T", "checkpoint"): 240, ("ST", "checkpoint"): 200}
+
+
+@pytest.mark.parametrize("full_checkpoint_peak, fits", [(400, True), (700, False)])
+def test_full_levers_plans_for_the_peak_of_st_without_levers(dataset, tmp_path, monkeypatch, full_checkpoint_peak,
+                                                            fits):
+    """The plan stage: budget = ST's peak without levers, the planner's full-fidelity choice as stage-2 overrides (or
+    the reason none fits), in plan.json inside the run-identity guard; the cell then runs with those levers on
+    stage 2 only, or is skipped with the reason, and its table row says so."""
+    from lofi.runtime.context import make_context
+    from lofi.train.experiment import levers
+    from lofi.train.experiment.cells import Task, task_steps as steps_of
+    from lofi.train.experiment.report import markdown_table, summarise
+    from lofi.train.experiment.runner import TaskOutcome
+    from lofi.train.experiment.tasks import resolve
+
+    monkeypatch.setattr(levers, "plan_for_run", _fake_plan_for_run({**_PEAKS, ("full", "checkpoint"):
+                                                                    full_checkpoint_peak}))
+    overrides = _overrides(dataset, tmp_path, "experiment.cells=[full_levers]", "experiment.seeds=[1]")
+    spec = experiment_spec("synthetic", overrides)
+    plan_step = steps_of(Task("full_levers_plan", None, cell=False), layout=spec.layout, acp=spec.acp)[0]
+    context = make_context(spec.step_config(plan_step.overrides), progress=False)
+    record = levers.plan_full_levers(context)
+    assert (record["budget_bytes"], record["headroom"], record["fits"]) == (500, 0.0, fits)
+    path = spec.layout.plan_dir / "plan.json"
+    assert json.loads(path.read_text()) == record and (spec.layout.plan_dir / "identity.json").is_file()
+    mtime = path.stat().st_mtime_ns
+    assert levers.plan_full_levers(context) == record and path.stat().st_mtime_ns == mtime  # reused
+    with pytest.raises(RunMismatchError, match="fidelity.num_snippets"):
+        levers.plan_full_levers(make_context(spec.step_config([*plan_step.overrides, "fidelity.num_snippets=16"]),
+                                             progress=False))
+
+    task = Task("full_levers", 1, cell=True, deps=("seed1/acp_plus_stage1", "full_levers_plan"))
+    resolved = resolve(spec, task)
+    assert resolved.info["full_levers"]["budget_bytes"] == 500
+    if fits:
+        assert (record["levers"], record["predicted_peak_bytes"]) == ("checkpoint", 400)
+        stage2, stage3 = (load_config("synthetic", [*overrides, *s.overrides]) for s in resolved.steps[:2])
+        assert stage2.fidelity.mode == stage3.fidelity.mode == "full" and stage2.train.partial_backprop is None
+        assert stage2.model.encoder_options.get("checkpoint_stages") is True
+        assert "checkpoint_stages" not in stage3.model.encoder_options  # stage 3 extracts as every cell does
+        return
+    assert resolved.skipped == record["reason"] and resolved.steps == ()
+    assert "no full-fidelity lever set fits 500 B" in record["reason"] and "700 B (levers checkpoint)" in record["reason"]
+    outcome = TaskOutcome(task, "skipped", message=resolved.skipped, info=resolved.info)
+    row = next(line for line in markdown_table(spec, summarise(["full_levers"], {task.key: outcome})).splitlines()
+               if line.startswith("| full_levers |"))
+    assert "| 0 | skipped (seed 1): no full-fidelity lever set fits" in row

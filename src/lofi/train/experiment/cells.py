@@ -3,20 +3,18 @@ that encoder, and the tasks (shared stages first) they depend on, as overrides o
 
 Every cell ends with the same stage 3 (full-fidelity features of its encoder, then a fresh head, evaluated):
 
-=============== ======================================================================================
-``floor``       the seeded random initial encoder, frozen
-``acp``         the ACP encoder, frozen: ``experiment.acp_weights`` / ``model.encoder_weights`` (a Kinetics
-                checkpoint), or stage 1 on ``experiment.acp``'s source dataset of other classes
-``acp_plus``    stage 1 on the target's clips from the ACP encoder (the paper's ACP+), frozen
-``matched_steps`` stage 1 again from ``acp_plus``'s encoder for as many optimiser steps as stage 2 takes, frozen
-``S`` ... ``C-long`` stage 2 (LoFi) from ``acp_plus``'s encoder at that ``fidelity.mode``
-``full_levers`` stage 2 at full fidelity with the memory levers the planner picks for the budget of ST without
-                levers (``lofi.train.experiment.levers``), or skipped when none fits
-=============== ======================================================================================
+- ``floor``: the seeded random initial encoder, frozen;
+- ``acp``: the ACP encoder, frozen: ``experiment.acp_weights`` / ``model.encoder_weights`` (a Kinetics
+  checkpoint), or stage 1 on ``experiment.acp``'s source dataset of other classes;
+- ``acp_plus``: stage 1 on the target's clips from the ACP encoder (the paper's ACP+), frozen;
+- ``matched_steps``: stage 1 again from ``acp_plus``'s encoder for as many optimiser steps as stage 2 takes, frozen;
+- ``S``, ``T``, ``ST``, ``C-short``, ``C-long``: stage 2 (LoFi) from ``acp_plus``'s encoder at that ``fidelity.mode``;
+- ``full_levers``: stage 2 at full fidelity with the memory levers the planner picks for the budget of ST without
+  levers (:mod:`lofi.train.experiment.levers`), or skipped when none fits.
 
 Shared per seed: the floor weights, the ACP stage 1 and the ACP+ stage 1; shared by all seeds: the synthetic source
 dataset and the memory plan. Nothing here reads data: the step counts of ``matched_steps`` and the plan's levers are
-passed in (:mod:`lofi.train.experiment.runner` computes them once their inputs exist).
+passed in (:func:`lofi.train.experiment.tasks.resolve` reads them once their inputs exist).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any, Callable, Sequence
 
 from lofi.errors import UserError
@@ -62,8 +63,10 @@ def threads_per_job(jobs: int) -> int:
 
 @dataclass
 class _Running:
+    """A task's process, the end of the pipe it reports on, and when it started."""
+
     resolved: ResolvedTask
-    process: Any
+    process: BaseProcess
     conn: Connection
     started: float
 
