@@ -55,11 +55,16 @@ def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
     spec = experiment_spec(source, overrides)
     tasks = plan_tasks(cells=spec.cells, seeds=spec.seeds, acp=spec.acp)
     cells = sum(t.cell for t in tasks)
-    echo(f"lofi experiment lofi-table: {len(spec.cells)} cells x {len(spec.seeds)} seeds ({cells} cell runs, "
-         f"{len(tasks) - cells} shared stages), {jobs} at a time, in {spec.layout.root}")
+    echo(f"lofi experiment lofi-table: {_count(len(spec.cells), 'cell')} x {_count(len(spec.seeds), 'seed')} "
+         f"({_count(cells, 'cell run')}, {_count(len(tasks) - cells, 'shared stage')}), {jobs} at a time, in "
+         f"{spec.layout.root}")
     outcomes = run_tasks(spec, tasks, jobs=jobs, echo=echo)
     written = write_report(spec, outcomes)
     return ExperimentResult(outcomes=outcomes, written=written, table=spec.layout.table_md.read_text(encoding="utf-8"))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 __all__ = ["EXIT_TASKS_FAILED", "ExperimentResult", "experiment_spec", "run_lofi_table"]

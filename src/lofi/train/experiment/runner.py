@@ -19,9 +19,11 @@ import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lofi.errors import UserError
+from lofi.runtime.run_identity import RunMismatchError
 from lofi.train.experiment.cells import Task
 from lofi.train.experiment.layout import LOG_FILE
 from lofi.train.experiment.records import read_record
@@ -164,7 +166,7 @@ def _collect(running: dict[str, _Running], outcomes: dict[str, TaskOutcome], *, 
         else:
             outcomes[key] = TaskOutcome(task, "failed", message=message[1], seconds=seconds, info=job.resolved.info)
             text = message[1].replace("\n", "\n    ")
-            echo(f"{task.label}: FAILED after {seconds:.1f} s: {text} (traceback: {log})")
+            echo(f"{task.label}: FAILED after {seconds:.1f} s: {text}\n    (its log: {log})")
 
 
 def _summary(record: dict[str, Any] | None, *, reused: bool = False) -> str:
@@ -180,9 +182,13 @@ def _summary(record: dict[str, Any] | None, *, reused: bool = False) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _message(exc: BaseException) -> str:
-    """A failed task's message: the user's mistake as it is, anything else with its type (a bug: see the log)."""
+def _message(exc: BaseException, folder: Path | None = None) -> str:
+    """A failed task's message: the user's mistake as it is (a refused folder with what to do here: this command
+    has no --no-resume), anything else with its type (a bug: its traceback is in the task's log)."""
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, RunMismatchError) and folder is not None:
+        text += (f"\nin lofi experiment: run it under another name (-o name=NEW), or remove {folder} to compute "
+                 f"this task again")
     if isinstance(exc, (UserError, ValueError, OSError)):
         return text[:_MESSAGE_CHARS]
     return f"{type(exc).__name__}: {text}"[:_MESSAGE_CHARS]
@@ -205,7 +211,7 @@ def _child(spec: ExperimentSpec, resolved: ResolvedTask, conn: Connection, threa
         conn.send(("ok", bool(record.get("reused"))))
     except BaseException as exc:  # reported to the scheduler, which goes on with the other tasks
         traceback.print_exc()
-        conn.send(("error", _message(exc)))
+        conn.send(("error", _message(exc, resolved.folder)))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
