@@ -11,22 +11,30 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from lofi.cli import main
-from lofi.config import EXPERIMENT_CELLS, ConfigError, load_config
+from lofi.config import EXPERIMENT_CELLS, ConfigError, load_config, parse_memory_bytes
+from lofi.core.fidelity import lofi_fidelities
 from lofi.data.formats import load_annotations
 from lofi.data.synthetic import SyntheticConfig, generate_dataset
 from lofi.data.synthetic.motions import MOTION_PATTERNS
 from lofi.errors import UserError
+from lofi.models.memory import MemoryPrediction
+from lofi.models.memory_measure import Levers
+from lofi.models.memory_plan import Candidate, MemoryPlan, recommend, usable_bytes
+from lofi.runtime.context import make_context
 from lofi.runtime.run_identity import STAGE_KEYS, RunMismatchError, stage_identity
-from lofi.train.experiment import experiment_spec, run_lofi_table
-from lofi.train.experiment.cells import (AcpSource, matched_steps, plan_tasks, task_steps, yaml_value)
+from lofi.train.experiment import experiment_spec, levers, run_lofi_table
+from lofi.train.experiment.cells import AcpSource, Task, matched_steps, plan_tasks, task_steps, yaml_value
 from lofi.train.experiment.layout import ExperimentLayout
 from lofi.train.experiment.records import probe_available
-from lofi.train.experiment.report import shown_thresholds
+from lofi.train.experiment.report import markdown_table, shown_thresholds, summarise
+from lofi.train.experiment.runner import TaskOutcome
 from lofi.train.experiment.source import make_source_dataset, source_settings
-from lofi.train.experiment.tasks import count_matched_steps
+from lofi.train.experiment.stages import write_floor_encoder
+from lofi.train.experiment.tasks import count_matched_steps, resolve
 
 SEED = 7
 CELLS = "acp_plus,ST"
@@ -205,16 +213,18 @@ def test_the_cell_plan(tmp_path):
     # the steps: every stage's config is the base config plus overrides that name its run folder and inputs
     acp_plus = yaml_value(layout.acp_plus_encoder(1))
     steps = task_steps(by_key["seed1/ST"], layout=layout, acp=source)
-    assert [(s.stage, s.encoder) for s in steps] == [
-        ("lofi", str(layout.acp_plus_encoder(1))), ("extract", str(layout.cell_dir(1, "ST") / "stage2_lofi" / "encoder.pt")),
-        ("head", None)]
-    assert {"fidelity.mode=ST", f"model.encoder_weights={acp_plus}", "seed=1", "train.enabled=true"} <= set(steps[0].overrides)
+    tuned = layout.cell_dir(1, "ST") / "stage2_lofi" / "encoder.pt"
+    assert [(s.stage, s.encoder) for s in steps] == [("lofi", str(layout.acp_plus_encoder(1))),
+                                                      ("extract", str(tuned)), ("head", None)]
+    assert {"fidelity.mode=ST", f"model.encoder_weights={acp_plus}", "seed=1",
+            "train.enabled=true"} <= set(steps[0].overrides)
     config = load_config("synthetic", steps[0].overrides)
     assert config.run_dir == layout.cell_dir(1, "ST") and config.fidelity.mode == "ST" and config.seed == 1
     floor = task_steps(by_key["seed2/floor"], layout=layout, acp=source)
     assert [(s.stage, s.encoder) for s in floor] == [("extract", str(layout.floor_encoder(2))), ("head", None)]
     assert task_steps(by_key["seed2/floor_weights"], layout=layout, acp=source)[0].stage == "init"
-    acp_stage1 = load_config("synthetic", task_steps(by_key["seed1/acp_stage1"], layout=layout, acp=source)[0].overrides)
+    acp_step = task_steps(by_key["seed1/acp_stage1"], layout=layout, acp=source)[0]
+    acp_stage1 = load_config("synthetic", acp_step.overrides)
     assert acp_stage1.data.annotations == source.annotations and acp_stage1.run_dir == layout.acp_dir(1)
     levers = ["fidelity.mode=full", 'model.encoder_options={"checkpoint_stages": true}']
     full = task_steps(by_key["seed1/full_levers"], layout=layout, acp=source, lever_overrides=levers)
@@ -233,11 +243,6 @@ def test_the_cell_plan(tmp_path):
 
 
 def test_floor_weights_are_seeded_reused_and_guarded(dataset, tmp_path):
-    import torch
-
-    from lofi.runtime.context import make_context
-    from lofi.train.experiment.stages import write_floor_encoder
-
     def context(seed: int):
         config = load_config("synthetic", [*_overrides(dataset, tmp_path), f"seed={seed}", "name=floor"])
         return make_context(config, progress=False)
@@ -311,12 +316,6 @@ def test_the_table_shows_the_thresholds_nearest_0_5_0_7_0_9_once():
 def _fake_plan_for_run(peaks: dict[tuple[str, str], int]):
     """A stand-in for ``plan_for_run`` (whose probes take minutes): the given peaks per (fidelity, levers), the
     planner's own recommendation for the config's budget."""
-    from lofi.config import parse_memory_bytes
-    from lofi.core.fidelity import lofi_fidelities
-    from lofi.models.memory import MemoryPrediction
-    from lofi.models.memory_measure import Levers
-    from lofi.models.memory_plan import Candidate, MemoryPlan, recommend, usable_bytes
-
     def plan_for_run(config, *, batch_per_rank, device, cycle="C-long"):
         usable = usable_bytes(parse_memory_bytes(config.fidelity.memory), config.fidelity.memory_headroom)
         fidelities = lofi_fidelities(num_snippets=config.fidelity.num_snippets,
@@ -346,18 +345,11 @@ def test_full_levers_plans_for_the_peak_of_st_without_levers(dataset, tmp_path, 
     """The plan stage: budget = ST's peak without levers, the planner's full-fidelity choice as stage-2 overrides (or
     the reason none fits), in plan.json inside the run-identity guard; the cell then runs with those levers on
     stage 2 only, or is skipped with the reason, and its table row says so."""
-    from lofi.runtime.context import make_context
-    from lofi.train.experiment import levers
-    from lofi.train.experiment.cells import Task, task_steps as steps_of
-    from lofi.train.experiment.report import markdown_table, summarise
-    from lofi.train.experiment.runner import TaskOutcome
-    from lofi.train.experiment.tasks import resolve
-
     monkeypatch.setattr(levers, "plan_for_run", _fake_plan_for_run({**_PEAKS, ("full", "checkpoint"):
                                                                     full_checkpoint_peak}))
     overrides = _overrides(dataset, tmp_path, "experiment.cells=[full_levers]", "experiment.seeds=[1]")
     spec = experiment_spec("synthetic", overrides)
-    plan_step = steps_of(Task("full_levers_plan", None, cell=False), layout=spec.layout, acp=spec.acp)[0]
+    plan_step = task_steps(Task("full_levers_plan", None, cell=False), layout=spec.layout, acp=spec.acp)[0]
     context = make_context(spec.step_config(plan_step.overrides), progress=False)
     record = levers.plan_full_levers(context)
     assert (record["budget_bytes"], record["headroom"], record["fits"]) == (500, 0.0, fits)
@@ -380,7 +372,8 @@ def test_full_levers_plans_for_the_peak_of_st_without_levers(dataset, tmp_path, 
         assert "checkpoint_stages" not in stage3.model.encoder_options  # stage 3 extracts as every cell does
         return
     assert resolved.skipped == record["reason"] and resolved.steps == ()
-    assert "no full-fidelity lever set fits 500 B" in record["reason"] and "700 B (levers checkpoint)" in record["reason"]
+    assert "no full-fidelity lever set fits 500 B" in record["reason"]
+    assert "700 B (levers checkpoint)" in record["reason"]
     outcome = TaskOutcome(task, "skipped", message=resolved.skipped, info=resolved.info)
     row = next(line for line in markdown_table(spec, summarise(["full_levers"], {task.key: outcome})).splitlines()
                if line.startswith("| full_levers |"))

@@ -50,7 +50,8 @@ def experiment_spec(source: str, overrides: Sequence[str] = ()) -> ExperimentSpe
                           acp=acp_source(config, layout), seeds=tuple(experiment.seeds), cells=tuple(experiment.cells))
 
 
-def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1, echo: Echo = print) -> ExperimentResult:
+def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
+                   echo: Echo = print) -> ExperimentResult:
     """Run (or reuse) every task of the experiment, up to ``jobs`` at once, and write its report."""
     spec = experiment_spec(source, overrides)
     tasks = plan_tasks(cells=spec.cells, seeds=spec.seeds, acp=spec.acp)

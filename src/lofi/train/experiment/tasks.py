@@ -17,7 +17,7 @@ from lofi.data.synthetic import SyntheticConfig
 from lofi.runtime.configs import load_run_config
 from lofi.runtime.context import RunContext, make_context
 from lofi.train import lofi_stage, pretrain
-from lofi.train.experiment.cells import (CELLS, LEVERS_PLAN, SOURCE_DATA, AcpSource, MatchedSteps, Step, Task,
+from lofi.train.experiment.cells import (CELLS, SOURCE_DATA, AcpSource, MatchedSteps, Step, Task,
                                          matched_steps, run_folder, task_folder, task_steps)
 from lofi.train.experiment.layout import ExperimentLayout
 from lofi.train.experiment.levers import PLAN_FILE
