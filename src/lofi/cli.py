@@ -20,7 +20,7 @@ from typing import Sequence
 from lofi.version import __version__
 
 #: Commands that resume from their last checkpoint when run again.
-TRAINING_COMMANDS = ("pretrain", "train", "train-head", "run", "demo")
+TRAINING_COMMANDS = ("pretrain", "train", "train-head", "run", "demo", "experiment lofi-table")
 
 SKIP_INVALID_HELP = ("leave out invalid annotation entries and unreadable videos instead of stopping at the first; "
                      "what was left out is listed at the end and in skipped.json (docs/data.md)")
@@ -47,9 +47,9 @@ def _headroom(text: str) -> float:
 def _synthetic_config(args: argparse.Namespace):
     from lofi.data.synthetic import SyntheticConfig
 
-    overrides = dict(num_videos=args.videos, num_classes=args.classes, seed=args.seed, width_px=args.width,
-                     height_px=args.height, fps=args.fps, validation_fraction=args.validation_fraction,
-                     boundary_cue_px=args.boundary_cue_px)
+    overrides = dict(num_videos=args.videos, num_classes=args.classes, class_offset=args.class_offset, seed=args.seed,
+                     width_px=args.width, height_px=args.height, fps=args.fps,
+                     validation_fraction=args.validation_fraction, boundary_cue_px=args.boundary_cue_px)
     # a bound not given keeps the layout's
     if args.min_duration_sec is not None or args.max_duration_sec is not None:
         low, high = SyntheticConfig.for_layout(args.layout).video_duration_sec
@@ -68,6 +68,9 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
     parser.add_argument("--videos", type=_positive_int, default=videos, help=f"number of videos (default {videos})")
     parser.add_argument("--classes", type=_positive_int, default=classes,
                         help=f"number of action classes, at most 12 (default {classes})")
+    parser.add_argument("--class-offset", type=int, default=0, metavar="K",
+                        help="class k is motion pattern k + K, so that a source dataset of other classes can be made "
+                             "(--classes + K at most 12; default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset")
     parser.add_argument("--width", type=int, default=128, help="frame width in px, even (default 128)")
     parser.add_argument("--height", type=int, default=128, help="frame height in px, even (default 128)")
@@ -107,6 +110,45 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
                        duration_tolerance_sec=args.duration_tolerance)
     print(report.format())
     return 0 if report.ok else 1
+
+
+def _int_list(text: str) -> list[int]:
+    """``101,102,103`` -> [101, 102, 103]."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. 101,102,103, got {text!r}") \
+            from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer, e.g. 101")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    """``acp_plus,ST`` -> ["acp_plus", "ST"] (checked against the config's cell names when it loads)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    import json
+
+    from lofi.train.experiment import run_lofi_table
+
+    overrides = list(args.override)  # the flags are config values: experiment.seeds, experiment.cells
+    if args.seeds is not None:
+        overrides.append(f"experiment.seeds={json.dumps(args.seeds)}")
+    if args.cells is not None:
+        overrides.append(f"experiment.cells={json.dumps(args.cells)}")
+    result = run_lofi_table(args.config, overrides, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+    print()
+    print(result.table, end="")
+    for path in result.written:
+        print(f"wrote {path}")
+    if result.failed:
+        print(f"lofi experiment lofi-table: {len(result.failed)} of {len(result.outcomes)} tasks did not finish: "
+              f"{', '.join(result.failed)} (their lines above say why; run the same command again to resume)",
+              file=sys.stderr)
+    return result.exit_status
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -532,6 +574,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--no-baseline", action="store_true", help="skip the frozen stage-1 features baseline")
 
+    experiment = commands.add_parser("experiment", help="experiments over several stage runs and seeds")
+    experiment_commands = experiment.add_subparsers(dest="experiment_command", metavar="EXPERIMENT")
+    experiment_commands.required = True
+    table = experiment_commands.add_parser(
+        "lofi-table", help="the same stage 3 after each encoder (random, ACP, ACP+, matched steps, S, T, ST, C-short, "
+                           "C-long, full fidelity with memory levers), per seed: table.md, results.json, plots")
+    table.add_argument("config", metavar="CONFIG", help="run config YAML, or a preset name; the experiment folder "
+                                                       "is its out_dir/name")
+    table.add_argument("--seeds", type=_int_list, metavar="S1,S2,...",
+                       help="seeds, each a whole run of every cell (default: experiment.seeds, 101,102,103)")
+    table.add_argument("--cells", type=_name_list, metavar="CELL,...",
+                       help="the cells to run (default: experiment.cells, all of them; docs/training.md)")
+    table.add_argument("--jobs", type=_positive_int, default=1,
+                       help="tasks at once, each in its own process with cores / jobs threads (default 1)")
+    table.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a config value, e.g. -o experiment.acp.synthetic=true (repeatable)")
+    table.set_defaults(func=_cmd_experiment)
+
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")
     demo.add_argument("--out", default="lofi-demo", help="output folder (default ./lofi-demo)")
     demo.add_argument("--videos", type=_positive_int, default=128, help="synthetic videos (default 128)")
@@ -597,7 +657,11 @@ def user_message(exc: BaseException, *, skip_flag: bool) -> str:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    return f"{args.command} {args.data_command}" if args.command == "data" else args.command
+    if args.command == "data":
+        return f"{args.command} {args.data_command}"
+    if args.command == "experiment":
+        return f"{args.command} {args.experiment_command}"
+    return args.command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

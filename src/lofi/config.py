@@ -379,6 +379,61 @@ class EvalConfig(_Checked):
     video_top_k: int = _ranged(2, ge=1)  # G-TAD/BMN: classes given to each proposal from the video-level scores
 
 
+#: The cells of ``lofi experiment lofi-table``: the encoders whose full-fidelity features get the same stage 3
+#: (``lofi.train.experiment.cells`` says what each one is).
+ExperimentCell = Literal["floor", "acp", "acp_plus", "matched_steps", "S", "T", "ST", "C-short", "C-long",
+                         "full_levers"]
+EXPERIMENT_CELLS: tuple[str, ...] = typing.get_args(ExperimentCell)
+
+
+@dataclass
+class AcpSourceConfig(_Checked):
+    """The source dataset of the ACP encoder: stage 1 on other classes than the target's (the paper's Kinetics
+    pre-training, at a small scale). Either a dataset (``annotations`` and ``videos``) or ``synthetic``: a lofi
+    synthetic dataset generated into the experiment folder with the target's generator settings (its
+    ``synthetic.json``) but the next motion patterns (``class_offset`` = the target's ``num_classes``)."""
+
+    annotations: str | None = None  # annotation file or folder of the source dataset
+    videos: str | None = None  # its videos
+    synthetic: bool = False  # generate the source dataset (the target must be a lofi synthetic dataset)
+    seed: int | None = _ranged(None, ge=0, note="null: the target's generator seed + 1")  # synthetic: its seed
+
+    def _check(self) -> None:
+        given = self.annotations is not None or self.videos is not None
+        if self.synthetic and given:
+            raise _FieldError("synthetic", "set either {section}synthetic (generate the source dataset) or "
+                                           "{section}annotations and {section}videos (a dataset of your own), not both")
+        if not self.synthetic and not (self.annotations and self.videos):
+            raise _FieldError("annotations" if not self.annotations else "videos",
+                              "a source dataset needs {section}annotations and {section}videos (or set "
+                              "{section}synthetic: true to generate one from the target's synthetic.json)")
+        if self.seed is not None and not self.synthetic:
+            raise _FieldError("seed", "{section}seed is the generator seed of a synthetic source: set "
+                                      "{section}synthetic: true, or leave it out")
+
+
+@dataclass
+class ExperimentConfig(_Checked):
+    """``lofi experiment lofi-table``: the same stage 3 after each cell's encoder, per seed. No stage reads this
+    section, so it is part of no run identity."""
+
+    seeds: list[int] = field(default_factory=lambda: [101, 102, 103])  # each seed is a whole run of every cell
+    cells: list[ExperimentCell] = field(default_factory=lambda: list(EXPERIMENT_CELLS))
+    acp: AcpSourceConfig | None = None  # the ACP encoder from stage 1 on a source dataset ...
+    acp_weights: str | None = None  # ... or from a checkpoint (null: model.encoder_weights)
+
+    def _check(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise _FieldError("seeds", f"must be distinct integers >= 0, at least one, got {self.seeds!r}")
+        unknown = [c for c in self.cells if c not in EXPERIMENT_CELLS]
+        if unknown or not self.cells or len(set(self.cells)) != len(self.cells):
+            raise _FieldError("cells", f"must be distinct names of {', '.join(EXPERIMENT_CELLS)}, at least one, "
+                                       f"got {self.cells!r}")
+        if self.acp is not None and self.acp_weights is not None:
+            raise _FieldError("acp_weights", "the ACP encoder comes from {section}acp (stage 1 on a source "
+                                             "dataset) or from {section}acp_weights (a checkpoint): set one")
+
+
 @dataclass
 class RunConfig(_Checked):
     """A whole LoFi run: the three stages and their evaluation."""
@@ -394,6 +449,7 @@ class RunConfig(_Checked):
     train: LoFiStageConfig = field(default_factory=LoFiStageConfig)
     head: HeadStageConfig = field(default_factory=HeadStageConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    experiment: ExperimentConfig | None = None  # lofi experiment lofi-table (None: its defaults); no stage reads it
 
     def _check(self) -> None:
         if not (isinstance(self.name, str) and self.name.strip()):
@@ -613,8 +669,8 @@ def check_value(value: Any, hint: Any, *, where: str, origin: str) -> Any:
 
 def coerce_value(value: Any, hint: Any) -> Any:
     """``value`` checked against the type ``hint`` (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``dict``,
-    ``Any``, unions with ``None``) and returned (an int as a float where a float is expected). A ValueError says
-    what is wrong (without the key); a TypeError means ``hint`` is not one of those types."""
+    ``list[X]``, ``Any``, unions with ``None``) and returned (an int as a float where a float is expected). A
+    ValueError says what is wrong (without the key); a TypeError means ``hint`` is not one of those types."""
     origin_type = typing.get_origin(hint)
     if hint is Any:
         return value
@@ -638,6 +694,11 @@ def coerce_value(value: Any, hint: Any) -> Any:
             hint_text = _suggest(value, [str(a) for a in allowed], "") if isinstance(value, str) else ""
             raise ValueError(f"{value!r} is not one of {', '.join(map(repr, allowed))}{hint_text}")
         return value
+    if origin_type is list:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, e.g. [1, 2], got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [coerce_value(v, item) for v in value]
     if origin_type is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")

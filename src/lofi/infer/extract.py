@@ -48,8 +48,7 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
     (see :mod:`lofi.runtime.run_identity`)."""
     out = Path(features_dir)
     subsets = subsets or (context.config.data.train_subset, context.config.data.val_subset)
-    with context.guard(out, "extract", inputs={**context.data_inputs(), **weights_input(encoder_weights),
-                                                "subsets": ",".join(subsets)}, resume=resume,
+    with context.guard(out, "extract", inputs=extract_inputs(context, encoder_weights, subsets), resume=resume,
                        subsets=()) as start:
         if start.complete:
             if context.is_main:
@@ -61,6 +60,14 @@ def extract_features(context: RunContext, *, encoder_weights: str | Path | None,
             mark_complete(out)
         barrier()
     return out
+
+
+def extract_inputs(context: RunContext, encoder_weights: str | Path | None,
+                   subsets: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The digests an extraction's identity holds: the data, the encoder's weights and the subsets (default: the
+    training and evaluation subsets)."""
+    subsets = subsets or (context.config.data.train_subset, context.config.data.val_subset)
+    return {**context.data_inputs(), **weights_input(encoder_weights), "subsets": ",".join(subsets)}
 
 
 def _extract(context: RunContext, *, encoder_weights: str | Path | None, out: Path, subsets: tuple[str, ...]) -> None:

@@ -41,7 +41,9 @@ IDENTITY_FILE = "identity.json"
 STAGE_CONFIG_FILE = "config.yaml"
 IDENTITY_FORMAT = "lofi.run_identity/1"
 
-#: Dotted config keys (a section, or one key with everything under it) that determine each stage's result.
+#: Dotted config keys (a section, or one key with everything under it) that determine each stage's result. A
+#: section that no stage reads (``experiment``: what ``lofi experiment`` runs) is in none of them. ``init`` and
+#: ``plan`` are ``lofi experiment``'s: an encoder's seeded initial weights, and a stage-2 memory plan.
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "pretrain": ("seed", "data", "model.encoder", "model.encoder_options", "pretrain"),
     "lofi": ("seed", "data", "model.encoder", "model.encoder_options", "model.head", "model.head_options",
@@ -50,6 +52,10 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
                 "model.encoder_options", "fidelity.num_snippets", "fidelity.frame_size_px", "data.windows"),
     "head": ("seed", "data.format", "data.train_subset", "data.val_subset", "data.on_error", "model.head",
              "model.head_options", "fidelity.num_snippets", "head", "eval", "data.windows"),
+    "init": ("seed", "model.encoder", "model.encoder_options"),
+    "plan": ("data.frames_per_snippet", "model.encoder", "model.encoder_options", "model.head", "model.head_options",
+             "fidelity.num_snippets", "fidelity.frame_size_px", "train.frozen_bn", "train.optim.optimizer",
+             "train.optim.batch_size", "train.optim.grad_accum_steps"),
 }
 #: Keys that a stage's sections hold but that never change its result (stage 1 is not windowed; stage 2 is, so
 #: ``data.windows`` counts there when set).
@@ -69,6 +75,8 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "extract": ("*.pt", "*.tmp"),
     "head": ("head.pt", "latest.pt", "epoch_*.pt", "*.tmp", "metrics.jsonl", "metrics.csv", "curves.png",
              "metrics.json", "predictions.json", "raw_predictions.json", "video_scores.json", "plots/*.png"),
+    "init": ("encoder.pt", "*.tmp"),
+    "plan": ("plan.json", "*.tmp"),
 }
 
 

@@ -5,7 +5,6 @@ with gloo), reading the resolved config and the previous stage's outputs from th
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -130,23 +129,12 @@ def demo_dataset_config(*, num_videos: int, num_classes: int, seed: int):
                                       num_distractors=(1, 2), object_radius_frac=(0.1, 0.14), shape_cue=True)
 
 
-def _generated_with(data_dir: Path) -> tuple[int, dict] | None:
-    """``(generator version, config)`` recorded in a synthetic dataset's ``synthetic.json``, None if unreadable."""
-    from lofi.data.synthetic.generate import METADATA_FILE
-
-    try:
-        metadata = json.loads((data_dir / METADATA_FILE).read_text(encoding="utf-8"))
-        return int(metadata["generator_version"]), dict(metadata["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Sequence[str] = (),
          progress: bool = True) -> int:
     """Generate the synthetic dataset (once) and run the three stages on it with the ``synthetic`` preset."""
     from lofi.data.check import run_check
     from lofi.data.synthetic import generate_dataset
-    from lofi.data.synthetic.generate import GENERATOR_VERSION
+    from lofi.data.synthetic.generate import GENERATOR_VERSION, generated_with
     from lofi.train.pipeline import comparison_table, run_all
 
     started = time.perf_counter()
@@ -158,7 +146,7 @@ def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Se
         dataset = generate_dataset(data_dir, synth, progress=progress)
         print(f"{dataset.num_frames} frames in {dataset.seconds:.1f} s ({dataset.frames_per_sec:.0f} frames/s)")
     else:
-        made_with = _generated_with(data_dir)
+        made_with = generated_with(data_dir)
         if made_with != (GENERATOR_VERSION, synth.to_dict()):
             print(f"lofi demo: {data_dir} holds a synthetic dataset made with other settings or another generator "
                   f"version than this demo's (see its synthetic.json); remove {out} or pick another --out",

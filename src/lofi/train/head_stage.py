@@ -112,6 +112,11 @@ def evaluate_head(context: RunContext, head: torch.nn.Module, dataset: FeatureDa
     return result, predictions
 
 
+def head_inputs(context: RunContext, features_dir: str | Path) -> dict[str, str]:
+    """The digests a head stage's identity holds: the annotations and the features folder (its identity, files)."""
+    return {**context.data_inputs(videos=False), **features_input(features_dir)}
+
+
 def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: str | Path,
                    resume: bool = True, eval_every_epochs: int = 5) -> HeadStageResult:
     """Train a head from scratch on ``features_dir`` and evaluate it; everything goes to ``out_dir``."""
@@ -122,8 +127,7 @@ def run_head_stage(context: RunContext, *, features_dir: str | Path, out_dir: st
     if recorded is not None and (recorded.stage != "extract" or not is_complete(features_dir)):
         raise RunMismatchError(f"{features_dir}: not a finished features folder (its extraction did not finish, is "
                                f"still running, or the folder holds another stage); run `lofi extract` to finish it")
-    inputs = {**context.data_inputs(videos=False), **features_input(features_dir)}
-    with context.guard(out, "head", inputs=inputs, resume=resume):
+    with context.guard(out, "head", inputs=head_inputs(context, features_dir), resume=resume):
         return _train_and_evaluate(context, features_dir, out, resume=resume, eval_every_epochs=eval_every_epochs)
 
 

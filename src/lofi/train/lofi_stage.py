@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -62,12 +63,24 @@ def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume:
     plan = None
     if context.config.fidelity.mode == "auto":
         context, plan = auto_context(context)
-    with context.guard(out_dir, "lofi", inputs={**context.data_inputs(), **weights_input(encoder_weights)},
-                       resume=resume):
+    with context.guard(out_dir, "lofi", inputs=lofi_inputs(context, encoder_weights), resume=resume):
         if plan is not None and context.is_main:
             text = json.dumps(plan, indent=2) + "\n"
             atomic_write(out_dir / PLAN_FILE, lambda handle: handle.write(text.encode("utf-8")))
         return _train(context, out_dir, encoder_weights=encoder_weights, resume=resume)
+
+
+def lofi_inputs(context: RunContext, encoder_weights: str | Path | None) -> dict[str, str]:
+    """The digests stage 2's identity holds: the data and the weights it starts from."""
+    return {**context.data_inputs(), **weights_input(encoder_weights)}
+
+
+def optimizer_steps(context: RunContext) -> int:
+    """Stage 2's optimiser steps on this process over the whole run (its sampler's length x epochs; the same at
+    every fidelity, as the batch is)."""
+    optim = context.config.train.optim
+    sampler = _sampler(context, training_dataset(context, fidelity_schedule(context).fidelities))
+    return optim.epochs * math.ceil(len(sampler) / optim.grad_accum_steps)
 
 
 def auto_context(context: RunContext) -> tuple[RunContext, dict]:
@@ -104,6 +117,14 @@ def training_dataset(context: RunContext, fidelities: dict[str, Fidelity]) -> Fi
     return dataset
 
 
+def _sampler(context: RunContext, dataset: FidelityVideoDataset) -> FidelityBatchSampler:
+    optim = context.config.train.optim
+    return FidelityBatchSampler(num_items=len(dataset), batch_size=context.batch_per_rank(optim),
+                                schedule=fidelity_schedule(context), shuffle=True, seed=context.config.seed,
+                                grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,
+                                rank=context.rank)
+
+
 def grad_mask(partial: PartialBackpropConfig, frames: torch.Tensor, info: StepInfo, *, seed: int,
               rank: int = 0) -> torch.Tensor:
     """The snippets of this micro-batch that carry gradients (``train.partial_backprop``), ``[B, T]`` bool on the
@@ -135,13 +156,8 @@ def warn_train_mode_batchnorm(encoder: torch.nn.Module, *, where: str) -> bool:
 
 def _train(context: RunContext, out_dir: Path, *, encoder_weights: str | Path | None, resume: bool) -> Path:
     config, optim = context.config, context.config.train.optim
-    schedule = fidelity_schedule(context)
-    fidelities = schedule.fidelities
-    dataset = training_dataset(context, fidelities)
-    sampler = FidelityBatchSampler(num_items=len(dataset), batch_size=context.batch_per_rank(optim),
-                                   schedule=schedule, shuffle=True, seed=config.seed,
-                                   grad_accum_steps=optim.grad_accum_steps, num_replicas=context.world_size,
-                                   rank=context.rank)
+    dataset = training_dataset(context, fidelity_schedule(context).fidelities)
+    sampler = _sampler(context, dataset)
     seed_everything(config.seed)  # the same initial head weights on every run and every process
     model = build_detector(context, encoder_weights).to(context.device)
     optimizer = build_optimizer(model.parameters(), optim, lr_scales=[(model.encoder, config.train.encoder_lr_scale)])

@@ -8,6 +8,7 @@ encoder's weights, ``stage1_pretrain/encoder.pt``, for stage 2 and for the froze
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from lofi.data.augment import ClipAugment
 from lofi.data.batches import iter_batches
 from lofi.data.clips import ClipDataset, collate_clips
+from lofi.data.windows import FidelityBatchSampler
 from lofi.models.classifier import ClipClassifier
 from lofi.runtime.builders import build_encoder, save_encoder
 from lofi.runtime.context import RunContext
@@ -58,14 +60,29 @@ def clip_accuracy(model: ClipClassifier, dataset: ClipDataset, *, device: torch.
     return correct / max(total, 1)
 
 
+def pretrain_inputs(context: RunContext) -> dict[str, str]:
+    """The digests stage 1's identity holds: the data and the weights it starts from (``model.encoder_weights``)."""
+    return {**context.data_inputs(), **weights_input(context.config.model.encoder_weights)}
+
+
+def optimizer_steps_per_epoch(context: RunContext) -> int:
+    """Stage 1's optimiser steps per epoch on this process (its training clips, batch and accumulation)."""
+    sampler = _sampler(context, _clip_dataset(context, context.config.data.train_subset, augment=True))
+    return math.ceil(len(sampler) / context.config.pretrain.optim.grad_accum_steps)
+
+
 def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
     """Train stage 1 and return the path of the encoder's weights."""
-    config, stage = context.config, context.config.pretrain
     out_dir = context.run_dir / STAGE_DIR
-    weights = config.model.encoder_weights
-    with context.guard(out_dir, "pretrain", inputs={**context.data_inputs(), **weights_input(weights)},
-                       resume=resume):
+    with context.guard(out_dir, "pretrain", inputs=pretrain_inputs(context), resume=resume):
         return _train(context, out_dir, resume=resume)
+
+
+def _sampler(context: RunContext, train_set: ClipDataset) -> FidelityBatchSampler:
+    optim = context.config.pretrain.optim
+    return single_fidelity_sampler(num_items=len(train_set), batch_size=context.batch_per_rank(optim), shuffle=True,
+                                   seed=context.config.seed, rank=context.rank, num_replicas=context.world_size,
+                                   grad_accum_steps=optim.grad_accum_steps)
 
 
 def _train(context: RunContext, out_dir: Path, *, resume: bool) -> Path:
@@ -77,9 +94,7 @@ def _train(context: RunContext, out_dir: Path, *, resume: bool) -> Path:
     model = ClipClassifier(encoder=build_encoder(context, config.model.encoder_weights),
                            num_classes=num_outputs).to(context.device)
     optimizer = build_optimizer(model.parameters(), stage.optim)
-    sampler = single_fidelity_sampler(num_items=len(train_set), batch_size=context.batch_per_rank(stage.optim),
-                                      shuffle=True, seed=config.seed, rank=context.rank,
-                                      num_replicas=context.world_size, grad_accum_steps=stage.optim.grad_accum_steps)
+    sampler = _sampler(context, train_set)
 
     def loss_fn(net: torch.nn.Module, batch: dict, info: object) -> dict[str, torch.Tensor]:
         logits = net(batch["frames"])  # [B, C+1]; the trainer moved the batch to the device

@@ -36,6 +36,7 @@ class SyntheticConfig:
 
     num_videos: int = 24
     num_classes: int = 6
+    class_offset: int = 0  # class k is motion pattern k + class_offset (a source dataset of other classes)
     seed: int = 0
     width_px: int = 128
     height_px: int = 128
@@ -78,6 +79,10 @@ class SyntheticConfig:
         check(self.num_videos >= 1, f"num_videos must be >= 1, got {self.num_videos}")
         check(1 <= self.num_classes <= len(MOTION_PATTERNS),
               f"num_classes must be in 1..{len(MOTION_PATTERNS)} (one per motion pattern), got {self.num_classes}")
+        check(isinstance(self.class_offset, int) and not isinstance(self.class_offset, bool)
+              and 0 <= self.class_offset and self.class_offset + self.num_classes <= len(MOTION_PATTERNS),
+              f"class_offset + num_classes must be at most {len(MOTION_PATTERNS)} (the motion patterns) with "
+              f"class_offset >= 0, got class_offset={self.class_offset!r} and num_classes={self.num_classes}")
         check(self.width_px >= 32 and self.height_px >= 32, "frames must be at least 32x32 px")
         check(self.width_px % 2 == 0 and self.height_px % 2 == 0,
               f"width and height must be even for H.264 4:2:0, got {self.width_px}x{self.height_px}")
@@ -107,10 +112,15 @@ class SyntheticConfig:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(MOTION_PATTERNS)[: self.num_classes]
+        """The motion patterns ``class_offset .. class_offset + num_classes - 1``, in registry order."""
+        return tuple(MOTION_PATTERNS)[self.class_offset: self.class_offset + self.num_classes]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """Plain values; ``class_offset`` only when set, so that ``synthetic.json`` stays as before at 0."""
+        values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        if not values["class_offset"]:
+            del values["class_offset"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SyntheticConfig":

@@ -185,3 +185,12 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, *, wor
     return SyntheticDataset(root=root, annotations_path=annotations_path, metadata_path=metadata_path,
                             videos_dir=videos_dir, annotations=annotations, num_frames=total_frames,
                             seconds=seconds)
+
+
+def generated_with(data_dir: str | os.PathLike) -> tuple[int, dict] | None:
+    """``(generator version, config)`` recorded in a synthetic dataset's ``synthetic.json``, None if unreadable."""
+    try:
+        metadata = json.loads((Path(data_dir) / METADATA_FILE).read_text(encoding="utf-8"))
+        return int(metadata["generator_version"]), dict(metadata["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

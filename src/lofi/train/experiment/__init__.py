@@ -1,0 +1,71 @@
+"""``lofi experiment lofi-table``: the same stage 3 (full-fidelity features, a fresh head, evaluated) after each
+cell's encoder (:mod:`.cells`), per seed, with the stages the cells share run once per seed and reused on a rerun
+(:mod:`.runner`, :mod:`.tasks`), then the table, the JSON and the plots (:mod:`.report`).
+
+    run_lofi_table("synthetic", ["data.annotations=...", "experiment.seeds=[101, 102]"], jobs=2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from lofi.config import ExperimentConfig
+from lofi.runtime.configs import load_run_config
+from lofi.train.experiment.cells import acp_source, plan_tasks
+from lofi.train.experiment.layout import ExperimentLayout
+from lofi.train.experiment.report import write_report
+from lofi.train.experiment.runner import Echo, TaskOutcome, run_tasks
+from lofi.train.experiment.tasks import ExperimentSpec
+
+#: The exit status when the experiment finished but some tasks failed (or could not run because of one).
+EXIT_TASKS_FAILED = 3
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """What ran: every task's outcome, the files written, and the exit status (0, or :data:`EXIT_TASKS_FAILED`)."""
+
+    outcomes: dict[str, TaskOutcome]
+    written: list[Path]
+    table: str
+
+    @property
+    def failed(self) -> list[str]:
+        return [key for key, o in self.outcomes.items() if o.status in ("failed", "blocked")]
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_TASKS_FAILED if self.failed else 0
+
+
+def experiment_spec(source: str, overrides: Sequence[str] = ()) -> ExperimentSpec:
+    """The experiment of config ``source`` (a YAML file or a preset) with ``overrides``: its folder is the config's
+    ``out_dir/name``; ``experiment.seeds`` and ``experiment.cells`` say what runs."""
+    config = load_run_config(source, overrides)
+    experiment = config.experiment or ExperimentConfig()
+    layout = ExperimentLayout(config.run_dir)
+    return ExperimentSpec(source=str(source), overrides=tuple(overrides), config=config, layout=layout,
+                          acp=acp_source(config, layout), seeds=tuple(experiment.seeds), cells=tuple(experiment.cells))
+
+
+def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
+                   echo: Echo = print) -> ExperimentResult:
+    """Run (or reuse) every task of the experiment, up to ``jobs`` at once, and write its report."""
+    spec = experiment_spec(source, overrides)
+    tasks = plan_tasks(cells=spec.cells, seeds=spec.seeds, acp=spec.acp)
+    cells = sum(t.cell for t in tasks)
+    echo(f"lofi experiment lofi-table: {_count(len(spec.cells), 'cell')} x {_count(len(spec.seeds), 'seed')} "
+         f"({_count(cells, 'cell run')}, {_count(len(tasks) - cells, 'shared stage')}), {jobs} at a time, in "
+         f"{spec.layout.root}")
+    outcomes = run_tasks(spec, tasks, jobs=jobs, echo=echo)
+    written = write_report(spec, outcomes)
+    return ExperimentResult(outcomes=outcomes, written=written, table=spec.layout.table_md.read_text(encoding="utf-8"))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+__all__ = ["EXIT_TASKS_FAILED", "ExperimentResult", "experiment_spec", "run_lofi_table"]
