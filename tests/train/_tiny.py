@@ -1,4 +1,5 @@
-"""A deterministic tiny regression problem for the engine tests: an MLP, random tensors, a seeded batch source."""
+"""Tiny inputs for the training tests: a deterministic regression problem for the engine (an MLP, random tensors, a
+seeded batch source) and the tiny synthetic video dataset the stage tests train on."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from lofi.data.synthetic import SyntheticConfig
 from lofi.runtime import distributed as D
 from lofi.train.engine import StepInfo, Trainer, TrainLoopConfig
 
 IN_DIM = 8
+
+#: 6 videos of 2 classes at 64x64, 8-10 s: what the stage and experiment tests train on (seconds per stage).
+TINY_SYNTHETIC = SyntheticConfig(num_videos=6, num_classes=2, seed=3, width_px=64, height_px=64,
+                                 video_duration_sec=(8.0, 10.0), validation_fraction=0.34, middle_sec=(1.5, 3.0),
+                                 gap_sec=(1.0, 2.0), num_distractors=(1, 2))
 
 
 def make_model(*, dropout: float = 0.0, seed: int = 0) -> nn.Module:

@@ -18,7 +18,7 @@ from lofi.cli import main
 from lofi.config import EXPERIMENT_CELLS, ConfigError, load_config, parse_memory_bytes
 from lofi.core.fidelity import lofi_fidelities
 from lofi.data.formats import load_annotations
-from lofi.data.synthetic import SyntheticConfig, generate_dataset
+from lofi.data.synthetic import generate_dataset
 from lofi.data.synthetic.motions import MOTION_PATTERNS
 from lofi.errors import UserError
 from lofi.models.memory import MemoryPrediction
@@ -36,6 +36,8 @@ from lofi.train.experiment.source import make_source_dataset, source_settings
 from lofi.train.experiment.stages import write_floor_encoder
 from lofi.train.experiment.tasks import count_matched_steps, resolve
 
+from _tiny import TINY_SYNTHETIC
+
 SEED = 7
 CELLS = "acp_plus,ST"
 
@@ -43,10 +45,7 @@ CELLS = "acp_plus,ST"
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, SyntheticConfig(num_videos=6, num_classes=2, seed=3, width_px=64, height_px=64,
-                                          video_duration_sec=(8.0, 10.0), validation_fraction=0.34,
-                                          middle_sec=(1.5, 3.0), gap_sec=(1.0, 2.0), num_distractors=(1, 2)),
-                     workers=1, progress=False)
+    generate_dataset(out, TINY_SYNTHETIC, workers=1, progress=False)
     return out
 
 

@@ -12,7 +12,7 @@ import torch
 
 from lofi.config import load_config
 from lofi.data.features import read_features
-from lofi.data.synthetic import SyntheticConfig, generate_dataset
+from lofi.data.synthetic import generate_dataset
 from lofi.infer.extract import extract_features
 from lofi.models.options import encoder_kwargs
 from lofi.models.registry import create_encoder
@@ -23,6 +23,8 @@ from lofi.train.head_stage import run_head_stage
 from lofi.train.lofi_stage import run_lofi
 from lofi.train.pretrain import run_pretrain
 
+from _tiny import TINY_SYNTHETIC
+
 TINY_MODEL = ("model.head_options={hidden_dim: 32, align_dim: 32, map_dim: 16, num_samples: 4, "
               "video_hidden_dim: 32, groups: 4, width_per_group: 2, stem_groups: 2}")
 
@@ -30,10 +32,7 @@ TINY_MODEL = ("model.head_options={hidden_dim: 32, align_dim: 32, map_dim: 16, n
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, SyntheticConfig(num_videos=6, num_classes=2, seed=3, width_px=64, height_px=64,
-                                          video_duration_sec=(8.0, 10.0), validation_fraction=0.34,
-                                          middle_sec=(1.5, 3.0), gap_sec=(1.0, 2.0), num_distractors=(1, 2)),
-                     progress=False)
+    generate_dataset(out, TINY_SYNTHETIC, progress=False)
     return out
 
 
