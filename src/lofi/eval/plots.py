@@ -30,7 +30,8 @@ DPI = 120
 _PALETTES = ("tab20", "tab20b", "tab20c")
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at :data:`DPI` (Agg, no display), creating the folder; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -70,7 +71,7 @@ def plot_map_vs_tiou(result: DetectionResult, path: str | Path) -> Path:
         ax.set_xlim(thresholds.min() - pad, thresholds.max() + pad)
     ax.grid(True, alpha=0.4)
     ax.set_title(f"mAP vs tIoU (average mAP {100.0 * result.average_mAP:.2f}%)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_map_comparison(results: Mapping[str, DetectionResult], path: str | Path) -> Path:
@@ -90,7 +91,7 @@ def plot_map_comparison(results: Mapping[str, DetectionResult], path: str | Path
     ax.grid(True, alpha=0.4)
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Detection mAP by the features the head was trained on")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class_ap(result: DetectionResult, path: str | Path, *, tiou_index: int | None = None) -> Path:
@@ -137,7 +138,7 @@ def plot_per_class_ap(result: DetectionResult, path: str | Path, *, tiou_index: 
     ax.set_title(f"Per-class AP {what} ({n} classes, mAP {values.mean() if n else 0.0:.2f}%)", fontsize=10)
     if n > 40:
         ax.tick_params(axis="x", labeltop=True, top=True)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def interpolated_precision(precision: np.ndarray, recall: np.ndarray, recall_grid: np.ndarray) -> np.ndarray:
@@ -200,7 +201,7 @@ def plot_precision_recall(result: DetectionResult, path: str | Path, *,
     else:
         axes[0].legend(loc="lower left", fontsize=8, title=f"{len(labels)} classes in grey", title_fontsize=8)
     fig.suptitle("Precision-recall per class (interpolated, as AP integrates it)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_recall_vs_proposals(result: ProposalResult, path: str | Path) -> Path:
@@ -231,7 +232,7 @@ def plot_recall_vs_proposals(result: ProposalResult, path: str | Path) -> Path:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title(f"AR vs AN (AUC {result.auc:.2f}, {result.counts.num_videos} videos, "
                  f"{result.counts.num_ground_truth} segments)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_detection_timeline(
@@ -299,7 +300,7 @@ def plot_detection_timeline(
         handles = [Patch(facecolor=used[label], edgecolor="black", label=label) for label in labels]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
                   ncols=1 if len(labels) <= 25 else 2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _detections_of(predictions: Predictions, video_id: str) -> Sequence[Detection]:

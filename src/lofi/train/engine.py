@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lofi.runtime import distributed as D
 from lofi.train import checkpoint as ckpt
 from lofi.train.records import MetricsLog, Progress, plot_curves
-from lofi.train.stall import StallWatch, stage_label
+from lofi.train.stall import StallWatch
 
 __all__ = ["TrainLoopConfig", "StepInfo", "Trainer", "seed_everything", "CHECKPOINT_FORMAT"]
 
@@ -216,7 +216,7 @@ class Trainer:
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_steps = 0
         self._warned_rng = False
-        self.stall_watch = StallWatch(stage=stage_label(self.run_dir))  # warns when a loss term stops learning
+        self.stall_watch = StallWatch(stage=str(self.run_dir))  # warns when a loss term stops learning
 
     @property
     def optimizer_steps_per_epoch(self) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 logger = logging.getLogger("lofi.train")
@@ -78,8 +77,3 @@ class StallWatch:
             return None
         return Stall(term=term, first_value=float(first), value=float(values[-1]),
                      since_epoch=len(values) - 1 - self.window_epochs, epoch=len(values) - 1)
-
-
-def stage_label(run_dir: str | Path) -> str:
-    """How a warning names a stage: its folder (``runs/x/stage3_head_lofi``)."""
-    return str(Path(run_dir))

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lofi.config import config_to_dict
-from lofi.eval.plots import DPI, class_colors
+from lofi.eval.plots import class_colors, save_figure
 from lofi.io import atomic_write
 from lofi.train.experiment.cells import CELLS
 from lofi.train.experiment.runner import TaskOutcome
@@ -198,13 +197,6 @@ def _trained(cell: str, outcomes: dict[str, TaskOutcome]) -> dict[str, tuple[int
     return runs
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, format="png")
-    return path
-
-
 def plot_bars(summaries: Sequence[CellSummary], path: Path, *, title: str) -> Path:
     """Average mAP (%) per cell: the mean over seeds as a bar, the standard deviation as an error bar, each seed
     as a dot; a cell without a result is marked so at its place."""
@@ -232,7 +224,7 @@ def plot_bars(summaries: Sequence[CellSummary], path: Path, *, title: str) -> Pa
     ax.set_ylim(0, min(100.0, max(5.0, 1.2 * highest)))
     ax.grid(True, axis="y", alpha=0.4)
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(summaries: Sequence[CellSummary], path: Path, *, title: str) -> Path:
@@ -259,7 +251,7 @@ def plot_curves(summaries: Sequence[CellSummary], path: Path, *, title: str) -> 
     if ax.lines:
         ax.legend(loc="upper right", fontsize=8, title="cell (average mAP)", title_fontsize=8)
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_report(spec: ExperimentSpec, outcomes: dict[str, TaskOutcome]) -> list[Path]:
