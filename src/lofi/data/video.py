@@ -149,6 +149,8 @@ def scan_video(path: str | os.PathLike, *, threads: int = 0) -> VideoScan:
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
         stream.codec_context.options = {"skip_loop_filter": "all"}  # deblocking only smooths pixels: ~25% faster
+        # read before close: PyAV >= 18.1.1 refuses every stream attribute once its container is closed
+        from_stream = bool(stream.duration and stream.duration > 0)  # what _stream_duration_sec used
         count, last_sec, error = 0, info.start_sec - 1.0 / info.fps, None
         try:
             for packet in container.demux(stream):  # ends with an empty packet that flushes the decoder
@@ -161,7 +163,6 @@ def scan_video(path: str | os.PathLike, *, threads: int = 0) -> VideoScan:
     finally:
         container.close()
     end_sec = last_sec - info.start_sec + 1.0 / info.fps if count else 0.0
-    from_stream = bool(stream.duration and stream.duration > 0)  # what _stream_duration_sec used
     return VideoScan(info=info, num_frames_decoded=count, frames_end_sec=end_sec, duration_from_stream=from_stream,
                      error=error)
 
