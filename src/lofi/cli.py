@@ -19,6 +19,9 @@ from typing import Sequence
 
 from lofi.version import __version__
 
+#: lofi.data.synthetic.config.LAYOUTS, spelled out so that building the parser imports nothing (a test compares them)
+SYNTH_LAYOUTS: tuple[str, ...] = ("mixed", "activitynet", "thumos", "discrepancy")
+
 #: Commands that resume from their last checkpoint when run again.
 TRAINING_COMMANDS = ("pretrain", "train", "train-head", "run", "demo", "experiment lofi-table")
 
@@ -49,7 +52,9 @@ def _synthetic_config(args: argparse.Namespace):
 
     overrides = dict(num_videos=args.videos, num_classes=args.classes, class_offset=args.class_offset, seed=args.seed,
                      width_px=args.width, height_px=args.height, fps=args.fps,
-                     validation_fraction=args.validation_fraction, boundary_cue_px=args.boundary_cue_px)
+                     validation_fraction=args.validation_fraction)
+    if args.boundary_cue_px is not None:
+        overrides["boundary_cue_px"] = args.boundary_cue_px
     # a bound not given keeps the layout's
     if args.min_duration_sec is not None or args.max_duration_sec is not None:
         low, high = SyntheticConfig.for_layout(args.layout).video_duration_sec
@@ -61,10 +66,11 @@ def _synthetic_config(args: argparse.Namespace):
 
 
 def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes: int) -> None:
-    parser.add_argument("--layout", choices=("mixed", "activitynet", "thumos"), default="mixed",
+    parser.add_argument("--layout", choices=SYNTH_LAYOUTS, default="mixed",
                         help="mixed: several classes per video (default); activitynet: one class per video, 1-3 "
-                             "long actions; thumos: several classes per video, many short actions "
-                             "(docs/synthetic.md, Layouts)")
+                             "long actions; thumos: several classes per video, many short actions; discrepancy: "
+                             "activitynet's with onsets and offsets as long as the middle, which frozen "
+                             "classification features cannot place (docs/synthetic.md, Layouts)")
     parser.add_argument("--videos", type=_positive_int, default=videos, help=f"number of videos (default {videos})")
     parser.add_argument("--classes", type=_positive_int, default=classes,
                         help=f"number of action classes, at most 12 (default {classes})")
@@ -83,8 +89,9 @@ def _add_synth_options(parser: argparse.ArgumentParser, *, videos: int, classes:
                         help="at most this many actions per video (default: the layout's; as many as fit for mixed)")
     parser.add_argument("--validation-fraction", type=float, default=0.34,
                         help="share of videos in the validation subset (default 0.34)")
-    parser.add_argument("--boundary-cue-px", type=float, default=2.0,
-                        help="strength of the onset/offset jitter cue in px (default 2.0)")
+    parser.add_argument("--boundary-cue-px", type=float, default=None,
+                        help="strength of the onset/offset jitter cue in px (default: the layout's; 2.0, 4.0 for "
+                             "discrepancy)")
     parser.add_argument("--workers", type=int, default=0, help="processes; 0 = one per core (default)")
 
 

@@ -68,3 +68,16 @@ def test_cli_synth_class_offset(tmp_path: Path, capsys):
     assert json.loads((out / "synthetic.json").read_text())["config"]["class_offset"] == 3
     assert main(["synth", str(tmp_path / "bad"), "--classes", "6", "--class-offset", "7", "-q"]) == 2
     assert "class_offset" in capsys.readouterr().err
+
+
+def test_source_classes_never_share_a_target_pose():
+    import numpy as np
+
+    from lofi.data.synthetic.render import shape_axis_rad
+
+    for n in (2, 3, 4, 6):
+        target = [shape_axis_rad(k, n) for k in range(n)]
+        assert target == pytest.approx([np.pi * k / n for k in range(n)])  # the target's axes are as before
+        source = [shape_axis_rad(k, n) for k in range(n, min(2 * n, len(MOTION_PATTERNS)))]
+        gaps = [abs(((s - t) + np.pi / 2) % np.pi - np.pi / 2) for s in source for t in target]  # mod 180 degrees
+        assert min(gaps) == pytest.approx(np.pi / (2 * n))  # halfway between two target axes

@@ -6,7 +6,8 @@ import pytest
 from lofi.cli import main
 from lofi.data.formats import load_annotations
 from lofi.data.synthetic import SyntheticConfig, plan_dataset
-from lofi.data.synthetic.config import LAYOUT_DEFAULTS
+from lofi.cli import SYNTH_LAYOUTS
+from lofi.data.synthetic.config import LAYOUT_DEFAULTS, LAYOUTS
 from lofi.data.synthetic.generate import GENERATOR_VERSION
 
 
@@ -29,7 +30,8 @@ def test_for_layout_sets_the_layout_ranges_and_overrides_win():
     assert thumos.video_duration_sec == (25.0, 35.0) and thumos.num_classes == 3
     assert thumos.max_instances_per_video is None
     assert SyntheticConfig.for_layout("mixed") == SyntheticConfig()
-    assert set(LAYOUT_DEFAULTS) == {"mixed", "activitynet", "thumos"}
+    assert set(LAYOUT_DEFAULTS) == set(LAYOUTS) == set(SYNTH_LAYOUTS) == {"mixed", "activitynet", "thumos",
+                                                                          "discrepancy"}
 
 
 def test_activitynet_layout_one_class_per_video_balanced_over_videos():
@@ -43,6 +45,23 @@ def test_activitynet_layout_one_class_per_video_balanced_over_videos():
         assert max(counts) - min(counts) <= 1
     lengths = _lengths_sec(config, plans)
     assert lengths.min() >= 3.0 + 0.6 + 0.6 - 0.2  # long actions (a frame of rounding per phase)
+
+
+def test_discrepancy_layout_boundaries_cannot_be_read_from_the_middle():
+    config, plans = _plans("discrepancy", num_videos=120)
+    assert config.boundary_cue_px == LAYOUT_DEFAULTS["discrepancy"]["boundary_cue_px"]
+    for plan in plans:  # one class per video, as activitynet
+        assert 1 <= len(plan.instances) <= 3 and len({inst.label for inst in plan.instances}) == 1
+    onsets = np.array([(i.middle_start_frame - i.start_frame) / config.fps for p in plans for i in p.instances])
+    offsets = np.array([(i.end_frame - i.middle_end_frame) / config.fps for p in plans for i in p.instances])
+    middles = np.array([(i.middle_end_frame - i.middle_start_frame) / config.fps for p in plans for i in p.instances])
+    # onsets and offsets spread as widely as the middle and are independent of it and of each other
+    assert onsets.std() > 0.6 * middles.std() and offsets.std() > 0.6 * middles.std()
+    assert abs(np.corrcoef(onsets, middles)[0, 1]) < 0.25 and abs(np.corrcoef(onsets, offsets)[0, 1]) < 0.25
+    # so that the middle phase alone leaves most of an instance's extent unknown, unlike activitynet's
+    an_config, an_plans = _plans("activitynet", num_videos=120)
+    an_onsets = np.array([(i.middle_start_frame - i.start_frame) / an_config.fps for p in an_plans for i in p.instances])
+    assert onsets.std() > 2 * an_onsets.std()
 
 
 def test_activitynet_layout_is_deterministic_and_keeps_the_phases():

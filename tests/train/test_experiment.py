@@ -29,7 +29,6 @@ from lofi.runtime.run_identity import STAGE_KEYS, RunMismatchError, stage_identi
 from lofi.train.experiment import experiment_spec, levers, run_lofi_table
 from lofi.train.experiment.cells import AcpSource, Task, matched_steps, plan_tasks, task_steps, yaml_value
 from lofi.train.experiment.layout import ExperimentLayout
-from lofi.train.experiment.records import probe_available
 from lofi.train.experiment.report import markdown_table, shown_thresholds, summarise
 from lofi.train.experiment.runner import TaskOutcome
 from lofi.train.experiment.source import make_source_dataset, source_settings
@@ -105,7 +104,8 @@ def test_two_cells_write_every_output(finished):
         assert len(row) == 8 and row[2] == "1"
         assert float(row[3]) == pytest.approx(100 * metrics["average_mAP"], abs=0.051)
         assert [float(v) for v in row[4:7]] == pytest.approx([100 * m for m in metrics["mAP"]], abs=0.051)
-        assert row[7] == "n/a" if not probe_available() else 0 <= float(row[7]) <= 1
+        assert 0 <= float(row[7]) <= 1
+        assert float(row[7]) == pytest.approx(records[cell]["boundary_accuracy"], abs=0.0051)
 
     # results.json: every number, the cells' resolved configs and timings
     results = json.loads((exp / "results.json").read_text())

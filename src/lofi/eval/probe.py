@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from lofi.data.annotations import AnnotationSet, VideoAnnotation
 from lofi.data.features import find_feature_file, read_features
+from lofi.data.synthetic.generate import METADATA_FILE
 
 PHASES: tuple[str, ...] = ("background", "boundary", "middle")
 BACKGROUND, BOUNDARY, MIDDLE = range(3)
@@ -61,6 +62,13 @@ def synthetic_phases(metadata_path: str | os.PathLike) -> dict[str, list[tuple[f
         phases[video_id] = [(i["start_frame"] / fps, i["middle_start_frame"] / fps, i["middle_end_frame"] / fps,
                              i["end_frame"] / fps) for i in video["instances"]]
     return phases
+
+
+def synthetic_phases_beside(annotations_path: str | os.PathLike) -> Phases | None:
+    """The exact phases of the lofi synthetic dataset whose annotations are ``annotations_path`` (its
+    ``synthetic.json`` beside them), None for any other dataset (the probe then uses ``boundary_frac``)."""
+    metadata = Path(annotations_path).parent / METADATA_FILE
+    return synthetic_phases(metadata) if metadata.is_file() else None
 
 
 def _instance_phases(video: VideoAnnotation, phases: Phases | None, *, boundary_frac: float,

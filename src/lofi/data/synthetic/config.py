@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 from lofi.data.synthetic.motions import MOTION_PATTERNS
 
-Layout = Literal["mixed", "activitynet", "thumos"]
-LAYOUTS: tuple[str, ...] = ("mixed", "activitynet", "thumos")
+Layout = Literal["mixed", "activitynet", "thumos", "discrepancy"]
+LAYOUTS: tuple[str, ...] = ("mixed", "activitynet", "thumos", "discrepancy")
+#: The layouts that give each video one class (balanced over the videos of a subset).
+ONE_CLASS_PER_VIDEO: tuple[str, ...] = ("activitynet", "discrepancy")
 
 #: The defaults each layout puts on top of the dataclass defaults (see ``docs/synthetic.md``, "Layouts").
 LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -19,6 +21,11 @@ LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
     # several classes per video, many short instances
     "thumos": dict(middle_sec=(0.8, 2.5), onset_sec=(0.4, 1.0), offset_sec=(0.4, 1.0), gap_sec=(0.6, 2.5),
                    video_duration_sec=(20.0, 30.0)),
+    # ActivityNet-like, with the task discrepancy (docs/synthetic.md, "The discrepancy layout"): onsets and offsets
+    # as long as the middle and independent of it, so that the class cue's extent does not give the boundaries
+    "discrepancy": dict(max_instances_per_video=3, middle_sec=(2.0, 6.0), onset_sec=(0.5, 4.0),
+                        offset_sec=(0.5, 4.0), gap_sec=(0.8, 3.0), video_duration_sec=(16.0, 24.0),
+                        boundary_cue_px=4.0),
 }
 
 
@@ -28,7 +35,8 @@ class SyntheticConfig:
 
     The defaults make a CPU-sized benchmark: 128x128 px, 15 fps, 20-40 s videos with several actions each.
     ``layout`` chooses how labels are spread: ``"mixed"`` and ``"thumos"`` balance classes over the instances of a
-    subset (several classes per video), ``"activitynet"`` gives each video one class, balanced over the videos.
+    subset (several classes per video), ``"activitynet"`` and ``"discrepancy"`` give each video one class, balanced
+    over the videos.
     :meth:`for_layout` builds a config with a layout's ranges as defaults.
     ``boundary_cue_px`` is the strength of the class-agnostic onset/offset cue (the jitter amplitude): near 0
     nothing can learn the exact boundaries, large values let frozen classification features see them too.

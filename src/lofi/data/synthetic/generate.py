@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from lofi.data.annotations import AnnotationSet, Segment, VideoAnnotation
 from lofi.data.formats.activitynet import write_ground_truth
-from lofi.data.synthetic.config import SyntheticConfig
+from lofi.data.synthetic.config import ONE_CLASS_PER_VIDEO, SyntheticConfig
 from lofi.data.synthetic.motions import MOTION_PATTERNS
 from lofi.data.synthetic.render import camera_path, make_texture, render_frame, simulate_scene
 from lofi.data.synthetic.timeline import VideoPlan, assign_labels, plan_timeline
@@ -62,7 +62,7 @@ def plan_dataset(config: SyntheticConfig) -> list[VideoPlan]:
         rng = np.random.default_rng([config.seed, i, 0])
         plans.append(plan_timeline(rng, config, video_id=video_id(i), subset=subset))
     return assign_labels(plans, config.class_names, np.random.default_rng([config.seed, 1 << 20]),
-                         per_video=config.layout == "activitynet")
+                         per_video=config.layout in ONE_CLASS_PER_VIDEO)
 
 
 def to_annotations(plans: list[VideoPlan], config: SyntheticConfig) -> AnnotationSet:

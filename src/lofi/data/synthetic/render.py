@@ -82,6 +82,14 @@ def _fade(num_frames: int, fade_frames: int) -> np.ndarray:
     return ramp * ramp * (3 - 2 * ramp)
 
 
+def shape_axis_rad(pattern_index: int, num_classes: int) -> float:
+    """The world-fixed axis the shape cue stretches motion pattern ``pattern_index`` along: ``num_classes`` axes
+    evenly spread over 180 degrees, the next ``num_classes`` patterns (a source dataset of other classes, see
+    ``class_offset``) on the axes halfway between them, so that no source class shares a target class's pose."""
+    block, k = divmod(pattern_index, num_classes)
+    return float(np.pi * (k + 0.5 * (block % 2)) / num_classes)
+
+
 def simulate_scene(rng: np.random.Generator, plan: VideoPlan, config: SyntheticConfig) -> SceneTrack:
     """Draw the objects and compute every object's state in every frame of ``plan``."""
     short_px = min(config.width_px, config.height_px)
@@ -118,7 +126,7 @@ def simulate_scene(rng: np.random.Generator, plan: VideoPlan, config: SyntheticC
         radii[lo:hi, actor] *= 1.0 + envelope * (motion.radius_scale - 1.0)
         angle[lo:hi, actor] += envelope * motion.spin_rad
         if config.shape_cue:  # a pose cue: the actor stretches into an ellipse with a class-specific orientation
-            target = np.pi * class_index[inst.label] / config.num_classes  # world-fixed axis, one per class
+            target = shape_axis_rad(class_index[inst.label], config.num_classes)
             turn = np.mod(target - angle[lo:hi, actor] + np.pi / 2, np.pi) - np.pi / 2  # shortest turn (mod pi)
             aspect[lo:hi, actor] = 1.0 + (config.shape_cue_aspect - 1.0) * envelope
             angle[lo:hi, actor] += envelope * turn

@@ -1,28 +1,22 @@
 """A task's record (``record.json`` in its folder): what each step was (stage, folder, identity fingerprint, seconds,
 whether it was reused, its overrides and resolved config), what it trained (optimiser steps) and, for a cell, its
 stage-3 numbers (mAP at each tIoU, average mAP) and the probe's boundary accuracy.
-
-The probe (``lofi.eval.probe``, another engineer's) is optional: while the module is absent :func:`_probe_cell`
-returns None and the table shows ``n/a``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 from lofi.config import config_to_dict
-from lofi.data.annotations import AnnotationSet
-from lofi.data.synthetic.generate import METADATA_FILE
+from lofi.eval.probe import probe_boundaries, synthetic_phases_beside
 from lofi.io import atomic_write
 from lofi.runtime.context import RunContext
 from lofi.train.experiment.cells import Step
 from lofi.train.experiment.layout import FEATURES_DIR, RECORD_FILE, stage_folder
 
 RECORD_FORMAT = "lofi.experiment.record/1"
-PROBE_MODULE = "lofi.eval.probe"
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
@@ -68,38 +62,11 @@ def head_metrics(run_dir: Path) -> dict[str, Any]:
     return {"tiou": metrics["tiou"], "mAP": metrics["mAP"], "average_mAP": metrics["average_mAP"]}
 
 
-def probe_available() -> bool:
-    """Whether ``lofi.eval.probe`` exists in this lofi (the boundary-accuracy column)."""
-    return importlib.util.find_spec(PROBE_MODULE) is not None
-
-
-def cell_probe(context: RunContext) -> float | None:
-    """The boundary accuracy of the cell's features (see :func:`_probe_cell`)."""
+def cell_probe(context: RunContext) -> float:
+    """The linear probe's boundary accuracy on the cell's features (``lofi.eval.probe.probe_boundaries``: fitted
+    on the training subset's snippets, scored on the evaluation subset's; exact phases on synthetic data)."""
     config = context.config
-    return _probe_cell(context.run_dir / FEATURES_DIR, context.annotations, train_subset=config.data.train_subset,
-                       val_subset=config.data.val_subset, phases=_synthetic_phases(config.data.annotations),
-                       seed=config.seed)
-
-
-def _probe_cell(features_dir: Path, annotations: AnnotationSet, *, train_subset: str, val_subset: str,
-                phases: dict | None, seed: int) -> float | None:
-    """The linear probe's boundary accuracy on ``features_dir`` (``lofi.eval.probe.probe_boundaries``: fitted on
-    ``train_subset``'s snippets, scored on ``val_subset``'s), None while that module does not exist."""
-    try:
-        from lofi.eval.probe import probe_boundaries
-    except ImportError:
-        return None
-    result = probe_boundaries(features_dir, annotations, train_subset=train_subset, val_subset=val_subset,
-                              phases=phases, seed=seed)
+    result = probe_boundaries(context.run_dir / FEATURES_DIR, context.annotations,
+                              train_subset=config.data.train_subset, val_subset=config.data.val_subset,
+                              phases=synthetic_phases_beside(config.data.annotations), seed=config.seed)
     return float(result.boundary_accuracy)
-
-
-def _synthetic_phases(annotations_path: str) -> dict | None:
-    """The exact onset / middle / offset phases of a lofi synthetic dataset (its ``synthetic.json``), else None (the
-    probe then takes the first and last share of each instance as its boundary phase)."""
-    metadata = Path(annotations_path).parent / METADATA_FILE
-    try:
-        from lofi.eval.probe import synthetic_phases
-    except ImportError:
-        return None
-    return synthetic_phases(metadata) if metadata.is_file() else None

@@ -104,7 +104,7 @@ def markdown_table(spec: ExperimentSpec, summaries: Sequence[CellSummary]) -> st
     lines = [f"# lofi experiment lofi-table: {spec.config.name}", "",
              f"Average mAP over the tIoU thresholds {_thresholds_text(tiou)} (eval.tiou: {spec.config.eval.tiou}) and "
              f"mAP at single thresholds, in %; the probe's boundary accuracy (the linear probe's recall of the "
-             f"boundary phase on the cell's features; n/a without lofi.eval.probe) as a fraction. Each: mean ± sample "
+             f"boundary phase on the cell's features) as a fraction. Each: mean ± sample "
              f"standard deviation over the seeds that finished (seeds {seeds}); the same stage 3 after every "
              f"cell's encoder.", "",
              "| cell | encoder | seeds | average mAP | " + " | ".join(f"mAP@{tiou[i]:g}" for i in shown)

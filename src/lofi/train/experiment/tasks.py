@@ -21,7 +21,7 @@ from lofi.train.experiment.cells import (CELLS, SOURCE_DATA, AcpSource, MatchedS
                                          matched_steps, run_folder, task_folder, task_steps)
 from lofi.train.experiment.layout import ExperimentLayout
 from lofi.train.experiment.levers import PLAN_FILE
-from lofi.train.experiment.records import (RECORD_FORMAT, cell_probe, head_metrics, probe_available, read_record,
+from lofi.train.experiment.records import (RECORD_FORMAT, cell_probe, head_metrics, read_record,
                                            step_entry, write_record)
 from lofi.train.experiment.source import make_source_dataset, source_ready, source_settings
 from lofi.train.experiment.stages import finished_identity, run_step
@@ -121,8 +121,8 @@ def reused_record(spec: ExperimentSpec, resolved: ResolvedTask) -> dict[str, Any
         identity = finished_identity(context, step)
         if identity is None or identity.fingerprint != entry.get("fingerprint"):
             return None
-    if resolved.task.cell and record.get("boundary_accuracy") is None and probe_available():
-        return None  # finished before the probe existed: run again (every stage reused) to add its column
+    if resolved.task.cell and record.get("boundary_accuracy") is None:
+        return None  # finished without its probe: run again (every stage reused) to add its column
     return record
 
 
