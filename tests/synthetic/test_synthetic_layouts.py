@@ -132,7 +132,7 @@ def test_for_layout_rejects_unknown_or_conflicting_layouts():
 def test_layout_survives_the_metadata_round_trip():
     config = SyntheticConfig.for_layout("activitynet", num_videos=3)
     assert SyntheticConfig.from_dict(config.to_dict()) == config
-    assert GENERATOR_VERSION == 2
+    assert GENERATOR_VERSION == 3
 
 
 def test_cli_synth_layout_renders_a_tiny_activitynet_set(tmp_path):

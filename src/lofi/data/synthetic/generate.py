@@ -24,7 +24,7 @@ from lofi.data.synthetic.render import camera_path, make_texture, render_frame, 
 from lofi.data.synthetic.timeline import VideoPlan, assign_labels, plan_timeline
 
 #: Bumped whenever the generative rules change, so that datasets are traceable to the code that made them.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 ANNOTATIONS_FILE = "annotations.json"
 METADATA_FILE = "synthetic.json"
 VIDEOS_DIR = "videos"
