@@ -35,7 +35,10 @@ def test_healthy_curves_and_low_plateaus_do_not_warn():
     falling = [0.9 * 0.8 ** e for e in range(15)]
     slow_start = [1.70, 1.63, 1.55, 1.41, 1.11, 0.77, 0.61, 0.48]  # a measured stage-1 loss
     plateau_low = [0.6, 0.2, 0.1, 0.09, 0.09, 0.09, 0.09, 0.09]  # converged: flat, but far below its start
-    for values in (falling, slow_start, plateau_low):
+    # a measured C-long stage 2 (the saw-tooth is the S / T / ST cycle): slow, but at half its start by epoch 6
+    c_long = [0.4715, 0.3662, 0.2806, 0.2634, 0.3318, 0.2497, 0.2449, 0.295, 0.2403, 0.2452, 0.3018, 0.2311, 0.2275,
+              0.2782, 0.2189, 0.2361]
+    for values in (falling, slow_start, plateau_low, c_long):
         assert _watch(_records(loss=values)).stalls == []
 
 
