@@ -10,7 +10,8 @@ the run's seed, never trained; ``frozen``: stage 1's ``stage1_pretrain/encoder.p
 fidelity, :func:`lofi.core.fidelity.lofi_fidelities`), the features of the training and evaluation subsets are
 extracted (full fidelity reuses the run's ``features_frozen`` / ``features_lofi`` when their identity matches) and
 :func:`lofi.eval.probe.probe_boundaries` is fitted on the training subset's snippets and scored on the evaluation
-subset's. On lofi's synthetic data the phases are exact (``synthetic.json``); elsewhere the boundary phase is the
+subset's (also: inside an instance vs background, the mean of the two recalls, and the share of boundary
+snippets taken for background, from the same probe). On lofi's synthetic data the phases are exact (``synthetic.json``); elsewhere the boundary phase is the
 first and last 15% of each instance.
 
 What it answers: does a snippet's own feature tell an onset or offset from the middle of an action and from the
@@ -70,12 +71,14 @@ def probe_encoder(run_dir: Path, encoder: str, fidelity: str, overrides: list[st
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| encoder | fidelity | snippets x px | boundary | middle | background | balanced | train balanced |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| encoder | fidelity | snippets x px | boundary | middle | background | balanced | inside vs background "
+             "| boundary taken for background | train balanced |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['encoder']} | {r['fidelity']} | {r['num_snippets']} x {r['frame_size_px']} | "
                      f"{r['boundary_accuracy']:.2f} | {r['middle_accuracy']:.2f} | {r['background_accuracy']:.2f} | "
-                     f"{r['balanced_accuracy']:.2f} | {r['train_balanced_accuracy']:.2f} |")
+                     f"{r['balanced_accuracy']:.2f} | {r['inside_accuracy']:.2f} | {r['confusion'][1][0]:.2f} | "
+                     f"{r['train_balanced_accuracy']:.2f} |")
     return "\n".join(lines)
 
 

@@ -34,7 +34,8 @@ def test_synthetic_phases_read_frames_as_seconds(tmp_path):
     assert synthetic_phases(path) == {"v": [(2.0, 3.0, 6.5, 8.0)]}
 
 
-def _write_set(tmp_path, *, informative: bool, seed: int = 0) -> tuple[AnnotationSet, dict]:
+def _write_set(tmp_path, *, informative: bool, inside_only: bool = False, seed: int = 0
+               ) -> tuple[AnnotationSet, dict]:
     generator = torch.Generator().manual_seed(seed)
     videos, phases = [], {}
     for index in range(24):
@@ -47,7 +48,9 @@ def _write_set(tmp_path, *, informative: bool, seed: int = 0) -> tuple[Annotatio
         phases[video.video_id] = [(start, start + onset, start + onset + middle, end)]
         labels = snippet_phases(video, 48, duration_sec=12.0, phases=phases)  # [T]
         features = torch.randn(8, 48, generator=generator)  # [D, T]
-        if informative:  # two channels carry the phase
+        if inside_only:  # one channel says "inside an instance", nothing tells the onset from the middle
+            features[0] += 3.0 * (labels != BACKGROUND)
+        elif informative:  # two channels carry the phase
             features[0] += 3.0 * (labels == BOUNDARY)
             features[1] += 3.0 * (labels == MIDDLE)
         write_features(feature_path(tmp_path, video.video_id), features, video_id=video.video_id,
@@ -66,6 +69,20 @@ def test_the_probe_finds_the_boundary_phase_only_where_the_features_carry_it(tmp
         assert result.boundary_accuracy > 0.9 and result.balanced_accuracy > 0.9
     else:  # noise: about chance (1/3) on held-out snippets, whatever the training fit
         assert result.balanced_accuracy < 0.5
+        assert result.inside_accuracy < 0.65  # chance is 1/2
+    assert all(sum(row) == pytest.approx(1.0) for row in result.confusion)
+    assert [row[k] for k, row in enumerate(result.confusion)] == pytest.approx(
+        [result.background_accuracy, result.boundary_accuracy, result.middle_accuracy])
+
+
+def test_inside_accuracy_sees_the_extent_where_the_phases_are_confused(tmp_path):
+    annotations, phases = _write_set(tmp_path, informative=False, inside_only=True)
+    result = probe_boundaries(tmp_path, annotations, train_subset="training", val_subset="validation",
+                              phases=phases)
+    assert result.inside_accuracy > 0.9  # background vs the rest is plain
+    assert result.confusion[0][0] > 0.9
+    onset_taken_for_inside = result.confusion[1][1] + result.confusion[1][2]
+    assert onset_taken_for_inside > 0.9 and result.boundary_accuracy < 0.8  # but which inside phase is a guess
 
 
 def test_a_missing_feature_file_is_named(tmp_path):

@@ -48,6 +48,11 @@ class ProbeResult:
     num_train_snippets: int
     num_val_snippets: int
     val_counts: tuple[int, int, int]  # background, boundary, middle snippets of the evaluation subset
+    #: ``confusion[i][j]``: the share of the evaluation snippets of phase ``i`` predicted as phase ``j`` (rows sum to 1)
+    confusion: tuple[tuple[float, float, float], ...] = ()
+    #: inside an instance (boundary or middle) vs background: the mean of the two recalls (chance 1/2). What a head
+    #: needs to place an action's extent, whichever inside phase a snippet is taken for.
+    inside_accuracy: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +120,24 @@ def _snippets(features_dir: Path, videos: AnnotationSet, phases: Phases | None,
     return torch.cat(xs), torch.cat(ys)
 
 
+def _confusion(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tuple[float, float, float], ...]:
+    predicted = logits.argmax(dim=1)
+    rows = []
+    for k in range(len(PHASES)):
+        mine = predicted[labels == k]
+        counts = torch.bincount(mine, minlength=len(PHASES)).double() / max(mine.numel(), 1)
+        rows.append(tuple(float(c) for c in counts))
+    return tuple(rows)
+
+
+def _inside_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    predicted_inside = logits.argmax(dim=1) != BACKGROUND
+    inside = labels != BACKGROUND
+    if inside.all() or not inside.any():
+        return float("nan")
+    return 0.5 * (float(predicted_inside[inside].double().mean()) + float((~predicted_inside[~inside]).double().mean()))
+
+
 def _recalls(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
     predicted = logits.argmax(dim=1)
     return [float((predicted[labels == k] == k).float().mean()) if (labels == k).any() else float("nan")
@@ -155,7 +178,8 @@ def probe_boundaries(features_dir: str | os.PathLike, annotations: AnnotationSet
     train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
     probe = fit_linear_probe(train_x, train_y, seed=seed)
     with torch.no_grad():
-        val_recalls = _recalls(probe(val_x.double()), val_y)
+        val_logits = probe(val_x.double())  # [N, 3]
+        val_recalls = _recalls(val_logits, val_y)
         train_recalls = _recalls(probe(train_x.double()), train_y)
     counts = torch.bincount(val_y, minlength=len(PHASES)).tolist()
     return ProbeResult(boundary_accuracy=val_recalls[BOUNDARY], middle_accuracy=val_recalls[MIDDLE],
@@ -163,4 +187,5 @@ def probe_boundaries(features_dir: str | os.PathLike, annotations: AnnotationSet
                        balanced_accuracy=sum(val_recalls) / len(PHASES),
                        train_balanced_accuracy=sum(train_recalls) / len(PHASES),
                        num_train_snippets=int(train_y.numel()), num_val_snippets=int(val_y.numel()),
-                       val_counts=(counts[0], counts[1], counts[2]))
+                       val_counts=(counts[0], counts[1], counts[2]), confusion=_confusion(val_logits, val_y),
+                       inside_accuracy=_inside_accuracy(val_logits, val_y))
