@@ -601,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")
     demo.add_argument("--out", default="lofi-demo", help="output folder (default ./lofi-demo)")
-    demo.add_argument("--videos", type=_positive_int, default=128, help="synthetic videos (default 128)")
+    demo.add_argument("--videos", type=_positive_int, default=192, help="synthetic videos (default 192)")
     demo.add_argument("--classes", type=_positive_int, default=4, help="action classes (default 4)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",

@@ -30,12 +30,16 @@ PER_HEAD = ("model.head_options={gtad: {hidden_dim: 32, align_dim: 32, map_dim: 
 @pytest.mark.parametrize("head", HEADS)
 def test_every_preset_loads_with_every_registered_head(preset, head):  # its speed: benchmarks/postprocess.py
     config = load_config(preset, [f"model.head={head}"])
-    assert config.model.head == head and head_kwargs(config.model) == {}
+    assert config.model.head == head
+    kept = config.model.head_options.get(head, {}) if config.model.head_options else {}
+    assert head_kwargs(config.model) == kept  # only the selected head's entry (the synthetic preset sizes two)
 
 
-def test_switching_the_synthetic_preset_to_gtad():
-    config = load_config("synthetic", ["model.head=gtad"])
-    assert config.model.head == "gtad"
+def test_switching_the_synthetic_preset_between_heads():
+    config = load_config("synthetic")
+    assert config.model.head == "gtad" and head_kwargs(config.model)["hidden_dim"] == 128
+    config = load_config("synthetic", ["model.head=actionformer"])
+    assert config.model.head == "actionformer" and head_kwargs(config.model) == {}
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -77,7 +81,7 @@ def test_flat_options_of_another_head_stop_with_the_per_head_form(tmp_path):
 
 def test_an_option_typo_names_the_key_the_model_and_the_closest_option():
     with pytest.raises(ConfigError) as info:
-        load_config("synthetic", ["model.head_options={embed_dimm: 32}"])
+        load_config("synthetic", ["model.head=actionformer", "model.head_options={embed_dimm: 32}"])
     assert str(info.value).startswith("override 'model.head_options={embed_dimm: 32}': "
                                       "model.head_options.embed_dimm: 'embed_dimm' is not an option of head "
                                       "'actionformer' (did you mean 'embed_dim'?); its options: embed_dim, ")
@@ -109,7 +113,7 @@ def test_an_entry_of_a_head_not_selected_is_checked_too():
      "head's name, e.g. {gtad: {embed_dim: 32}}"),
     ("model.head_options={gtad: 32}", "model.head_options.gtad: expected a mapping of head 'gtad''s options, got 32"),
     ("model.head_options={gtda: {hidden_dim: 32}}",
-     "model.head_options.gtda: 'gtda' is not an option of head 'actionformer' (did you mean the per-head entry "
+     "model.head_options.gtda: 'gtda' is not an option of head 'gtad' (did you mean the per-head entry "
      "'gtad'?)"),
     ("model.head_options={num_snippets: 64}",
      "model.head_options.num_snippets: 'num_snippets' is not a head option: lofi gives every head in_dim"),

@@ -41,7 +41,8 @@ def test_exponent_numbers_in_a_file_and_in_overrides(tmp_path):
 
 
 def test_exponent_numbers_inside_model_options():
-    config = load_config("synthetic", ["model.head_options={actionformer: {dropout: 1e-1, prior_prob: 1E-2}}"])
+    config = load_config("synthetic", ["model.head=actionformer",
+                                       "model.head_options={actionformer: {dropout: 1e-1, prior_prob: 1E-2}}"])
     assert head_kwargs(config.model) == {"dropout": pytest.approx(0.1), "prior_prob": pytest.approx(0.01)}
 
 

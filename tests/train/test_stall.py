@@ -42,6 +42,19 @@ def test_healthy_curves_and_low_plateaus_do_not_warn():
         assert _watch(_records(loss=values)).stalls == []
 
 
+def test_a_flat_tail_of_the_learning_rate_schedule_is_not_a_stall(caplog):
+    # measured: G-TAD's snippet classification in a 16-epoch C-long stage 2 (warm-up 2, cosine), at 0.7 of its start
+    snippet_cls = [0.404, 0.3803, 0.3704, 0.392, 0.3495, 0.339, 0.3699, 0.324, 0.3111, 0.3499, 0.3026, 0.288, 0.342,
+                   0.2922, 0.2836, 0.3308]
+    lr = [7.81e-06, 0.000258, 0.0005, 0.000494, 0.000475, 0.000445, 0.000406, 0.000358, 0.000306, 0.00025, 0.000194,
+          0.000142, 9.41e-05, 5.45e-05, 2.48e-05, 6.27e-06]
+    records = [{**r, "lr": rate} for r, rate in zip(_records(snippet_cls=snippet_cls, num_snippets=[32.0] * 16), lr)]
+    assert _watch(records).stalls == []
+    # the same flat values while the learning rate is still high are a stall
+    constant = [{**r, "lr": 5e-4} for r in _records(snippet_cls=snippet_cls[:4] + [0.3704] * 12)]
+    assert [s.term for s in _watch(constant).stalls] == ["snippet_cls"]
+
+
 def test_too_few_epochs_and_non_finite_values_are_left_alone():
     assert _watch(_records(loss=[1.0, 1.0, 1.0])).stalls == []
     assert _watch(_records(loss=[1.0, float("nan"), 1.0, 1.0, 1.0])).stalls == []

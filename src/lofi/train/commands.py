@@ -119,14 +119,15 @@ def run(config: RunConfig, *, resume: bool = True, baseline: bool = True):
 
 
 def demo_dataset_config(*, num_videos: int, num_classes: int, seed: int):
-    """The demo's synthetic dataset: the ActivityNet-like layout (one class per video, long actions) at 96x96,
-    16-24 s, 1-2 distractors, larger objects and the shape cue (a per-frame class cue that the small CPU encoder
-    learns in minutes), so that the three stages fit in minutes on a CPU."""
+    """The demo's synthetic dataset: the discrepancy layout (one class per video, onsets and offsets as long as the
+    middle, so that frozen classification features cannot place the boundaries) at 96x96, 1-2 distractors, larger
+    objects and the shape cue (a per-frame class cue that the small CPU encoder learns in minutes), so that the
+    three stages fit in minutes on a CPU."""
     from lofi.data.synthetic import SyntheticConfig
 
-    return SyntheticConfig.for_layout("activitynet", num_videos=num_videos, num_classes=num_classes, seed=seed,
-                                      width_px=96, height_px=96, video_duration_sec=(16.0, 24.0),
-                                      num_distractors=(1, 2), object_radius_frac=(0.1, 0.14), shape_cue=True)
+    return SyntheticConfig.for_layout("discrepancy", num_videos=num_videos, num_classes=num_classes, seed=seed,
+                                      width_px=96, height_px=96, num_distractors=(1, 2), object_radius_frac=(0.1, 0.14),
+                                      shape_cue=True)
 
 
 def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Sequence[str] = (),

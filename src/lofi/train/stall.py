@@ -4,7 +4,8 @@ A healthy loss term falls fast in its first epochs and flattens near its floor; 
 start (a regression branch with dead outputs sat at 0.60 for 14 of 15 epochs while other seeds reached 0.06-0.09).
 :class:`StallWatch` reads the epoch records a :class:`lofi.train.engine.Trainer` logs and warns once per term,
 naming the stage folder and the term, when over the last ``window_epochs`` epochs the term fell by less than
-``min_drop`` of its value and it is still above ``high_fraction`` of its first epoch's value.
+``min_drop`` of its value and it is still above ``high_fraction`` of its first epoch's value, while the learning rate
+at the window's start was at least ``min_lr_fraction`` of its peak (every loss flattens in a schedule's tail).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Mapping, Sequence
 logger = logging.getLogger("lofi.train")
 
 #: Epoch-record keys that are not losses (``train_<term>`` keys are checked, except these terms).
-_NOT_LOSSES = ("accuracy", "num_positives")
+_NOT_LOSSES = ("accuracy", "num_positives", "num_snippets")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class StallWatch:
     window_epochs: int = 3
     min_drop: float = 0.02
     high_fraction: float = 0.65  # a stalled head sat at 0.75 of its start; a slow stage 2 reached 0.52 (tests)
+    #: a term that flattens once the learning rate has decayed below this share of its peak is the schedule
+    #: ending, not a stall (G-TAD's snippet classification sat at 0.7 of its start in a cosine schedule's tail)
+    min_lr_fraction: float = 0.4
     stalls: list[Stall] = field(default_factory=list)
 
     def check(self, records: Sequence[Mapping[str, Any]]) -> list[Stall]:
@@ -58,12 +62,22 @@ class StallWatch:
             term = key[len("train_"):]
             if not key.startswith("train_") or term in _NOT_LOSSES or term in warned:
                 continue
+            if not self._lr_still_high(epochs):
+                continue
             stall = self._stall(term, [r.get(key) for r in epochs])
             if stall is not None:
                 found.append(stall)
                 logger.warning(stall.message(self.stage))
         self.stalls.extend(found)
         return found
+
+    def _lr_still_high(self, epochs: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the window began at a learning rate of at least ``min_lr_fraction`` of the peak so far (records
+        without ``lr`` always count)."""
+        rates = [r.get("lr") for r in epochs]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in rates) or max(rates) <= 0:
+            return True
+        return rates[-1 - self.window_epochs] >= self.min_lr_fraction * max(rates)
 
     def _stall(self, term: str, values: list[Any]) -> Stall | None:
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
