@@ -48,7 +48,7 @@ def _head_argv(annotations: Path, features: Path, out: Path, *extra: str) -> lis
     return ["train-head", "synthetic", "--features", str(features), "--out", str(out),
             "-o", f"data.annotations={annotations}", "-o", f"data.videos={annotations.parent / 'videos'}",
             "-o", f"out_dir={out.parent / 'runs'}", "-o", "device=cpu", "-o", "fidelity.num_snippets=16",
-            "-o", "model.head_options={embed_dim: 16, num_levels: 2}", "-o", "eval.tiou=0.5,0.7",
+            "-o", "model.head=actionformer", "-o", "model.head_options={embed_dim: 16, num_levels: 2}", "-o", "eval.tiou=0.5,0.7",
             "-o", "head.optim.epochs=2", "-o", "head.optim.batch_size=2", *extra]
 
 
