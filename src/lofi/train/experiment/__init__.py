@@ -13,7 +13,7 @@ from typing import Sequence
 
 from lofi.config import ExperimentConfig
 from lofi.runtime.configs import load_run_config
-from lofi.train.experiment.cells import acp_source, plan_tasks
+from lofi.train.experiment.cells import acp_source, check_start_weights, plan_tasks
 from lofi.train.experiment.layout import ExperimentLayout
 from lofi.train.experiment.report import write_report
 from lofi.train.experiment.runner import Echo, TaskOutcome, run_tasks
@@ -54,6 +54,7 @@ def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
                    echo: Echo = print) -> ExperimentResult:
     """Run (or reuse) every task of the experiment, up to ``jobs`` at once, and write its report."""
     spec = experiment_spec(source, overrides)
+    check_start_weights(spec.config, spec.acp, spec.cells)  # model.require_pretrained: not from random weights
     tasks = plan_tasks(cells=spec.cells, seeds=spec.seeds, acp=spec.acp)
     cells = sum(t.cell for t in tasks)
     echo(f"lofi experiment lofi-table: {_count(len(spec.cells), 'cell')} x {_count(len(spec.seeds), 'seed')} "
