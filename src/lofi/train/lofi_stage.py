@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lofi.config import PartialBackpropConfig
+from lofi.config import FidelityConfig, PartialBackpropConfig
 from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.data.video_windows import SlidingVideoWindowDataset
 from lofi.data.windows import FidelityBatchSampler, FidelityVideoDataset, VideoWindowDataset, collate_windows
@@ -47,7 +47,11 @@ logger = logging.getLogger(__name__)
 
 def fidelity_schedule(context: RunContext) -> FidelitySchedule:
     """The configured stage-2 schedule."""
-    fc = context.config.fidelity
+    return schedule_of(context.config.fidelity)
+
+
+def schedule_of(fc: FidelityConfig) -> FidelitySchedule:
+    """The stage-2 schedule of a ``fidelity`` section (``mode`` ``auto`` is resolved by its plan first)."""
     custom = None
     if fc.mode == "custom":
         if fc.custom_num_snippets is None or fc.custom_frame_size_px is None:
