@@ -146,6 +146,19 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         overrides.append(f"experiment.seeds={json.dumps(args.seeds)}")
     if args.cells is not None:
         overrides.append(f"experiment.cells={json.dumps(args.cells)}")
+    if args.dry_run:
+        from lofi.train.experiment import predict_lofi_table
+
+        print(predict_lofi_table(args.config, overrides, processes=args.processes, device=args.probe_device,
+                                 step_times=args.step_times).table())
+        return 0
+    given = [flag for flag, value in (("--processes", args.processes != 1), ("--step-times", args.step_times),
+                                      ("--probe-device", args.probe_device != "cpu")) if value]
+    if given:
+        from lofi.errors import UserError
+
+        raise UserError(f"{', '.join(given)}: only with --dry-run (the prediction); a run uses the config's device "
+                        f"and one process per task")
     result = run_lofi_table(args.config, overrides, jobs=args.jobs, echo=lambda line: print(line, flush=True))
     print()
     print(result.table, end="")
@@ -597,6 +610,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tasks at once, each in its own process with cores / jobs threads (default 1)")
     table.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                        help="set a config value, e.g. -o experiment.acp.synthetic=true (repeatable)")
+    table.add_argument("--dry-run", action="store_true",
+                       help="train nothing: print per cell its fidelities, optimiser steps, predicted peak memory "
+                            "per process (lofi plan's memory model) and, with --step-times, its hours")
+    table.add_argument("--processes", type=_positive_int, default=1,
+                       help="--dry-run: processes (GPUs) sharing each global batch (default 1)")
+    table.add_argument("--step-times", metavar="FILE", action="append", default=[],
+                       help="--dry-run: measured step times (benchmarks/train_speed.py --output FILE; repeatable)")
+    table.add_argument("--probe-device", choices=("cpu", "cuda"), default="cpu",
+                       help="--dry-run: where the memory model's probes run (default cpu)")
     table.set_defaults(func=_cmd_experiment)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in synthetic dataset")

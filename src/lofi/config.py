@@ -247,8 +247,19 @@ class ModelConfig(_Checked):
     head: str = "gtad"
     encoder_options: dict[str, Any] = field(default_factory=dict)
     head_options: dict[str, Any] = field(default_factory=dict)
-    encoder_weights: str | None = None  # a local checkpoint (TSM release, torchvision or lofi layout)
+    encoder_weights: str | None = None  # a local checkpoint (TSM release, torchvision or lofi layout); null: none
+    require_pretrained: bool = False  # stage 1 (and a stage 2 or extraction that starts from encoder_weights) refuses
+    # to start unless encoder_weights names an existing file (the real-data presets: never random weights by accident)
 
+    def _check(self) -> None:
+        _check_weights_path("encoder_weights", self.encoder_weights)
+
+
+def _check_weights_path(key: str, value: str | None) -> None:
+    """A weights path of ``none``, ``null`` or nothing is a slip for YAML's ``null`` (no weights), not a file name."""
+    if value is not None and value.strip().lower() in ("", "none", "null"):
+        raise _FieldError(key, f"{value!r} would be read as a file name; for no weights write null "
+                               f"(-o {{section}}{key}=null)")
 
 
 @dataclass
@@ -429,6 +440,7 @@ class ExperimentConfig(_Checked):
         if unknown or not self.cells or len(set(self.cells)) != len(self.cells):
             raise _FieldError("cells", f"must be distinct names of {', '.join(EXPERIMENT_CELLS)}, at least one, "
                                        f"got {self.cells!r}")
+        _check_weights_path("acp_weights", self.acp_weights)
         if self.acp is not None and self.acp_weights is not None:
             raise _FieldError("acp_weights", "the ACP encoder comes from {section}acp (stage 1 on a source "
                                              "dataset) or from {section}acp_weights (a checkpoint): set one")

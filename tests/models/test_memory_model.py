@@ -1,15 +1,19 @@
 """The memory model: fitted at small probes, its prediction of a whole training step (optimizer included) is within
-10% of a direct measurement at held-out fidelities; each lever lowers the measured peak; the plan picks the
-expected configuration for large, medium and tiny budgets."""
+10% of a direct measurement at held-out fidelities, stage 1's clip classifier (the encoder alone) too; each lever
+lowers the measured peak; the plan picks the expected configuration for large, medium and tiny budgets."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lofi.core.fidelity import Fidelity
+from lofi.models.classifier import ClipClassifier
 from lofi.models.memory import (FlooredLinearFit, Levers, LinearFit, fit_memory_model, grad_snippets,
                                 measure_training_step, snippets_for_grad)
+from lofi.models.memory_measure import (MemoryTrace, build_probe_model, make_optimizer, optimizer_state_bytes,
+                                        probe_frames, tensor_bytes)
 from lofi.models.memory_plan import NothingFitsError, plan_memory
 
 TINY_HEAD = dict(hidden_dim=32, align_dim=32, map_dim=16, num_samples=4, video_hidden_dim=32, groups=4,
@@ -40,6 +44,37 @@ def test_prediction_within_10_percent_of_a_measured_step(memory, measured, fidel
     predicted = memory.predict(fidelity=fidelity, batch_size=batch, levers=levers, optimizer="sgd").peak_bytes
     actual = measured[fidelity.name, levers].peak_bytes
     assert abs(predicted - actual) <= 0.10 * actual, (predicted, actual)
+
+
+@pytest.mark.parametrize("levers", [Levers(), Levers(checkpoint=True)], ids=lambda lv: lv.name)
+def test_stage_1_prediction_within_10_percent_of_a_measured_classifier_step(memory, levers):
+    """``predict_encoder`` against one measured step of stage 1's model (encoder, mean over snippets, linear layer;
+    cross-entropy, SGD) on clips of a held-out size."""
+    fidelity, batch = Fidelity("clip", 3, 112), 3
+    predicted = memory.predict_encoder(fidelity=fidelity, batch_size=batch, levers=levers, optimizer="sgd")
+    encoder = build_probe_model(encoder=memory.encoder, head=memory.head, num_snippets=8, levers=levers,
+                                head_options=memory.head_options).encoder
+    classifier = ClipClassifier(encoder=encoder, num_classes=5).train()
+    frames = probe_frames(batch_size=batch, fidelity=fidelity, frames_per_snippet=memory.frames_per_snippet)
+    labels = torch.arange(batch) % 5
+    params = [p for p in classifier.parameters() if p.requires_grad]
+    optimizer = make_optimizer("sgd", params)
+
+    def step() -> None:
+        classifier.zero_grad(set_to_none=False)
+        F.cross_entropy(classifier(frames), labels).backward()  # [B, 5] logits
+        optimizer.step()
+
+    step()  # gradients and optimizer state allocated
+    static = (tensor_bytes(list(classifier.parameters())) + tensor_bytes([p.grad for p in params])
+              + optimizer_state_bytes(optimizer) + tensor_bytes([frames]))
+    with MemoryTrace("cpu") as trace, trace.window("step"):
+        step()
+    actual = static + trace.peak_bytes("step")
+    assert abs(predicted.peak_bytes - actual) <= 0.10 * actual, (predicted.peak_bytes, actual)
+    assert predicted.head_bytes == 0 and predicted.param_bytes == memory.encoder_param_bytes
+    with pytest.raises(ValueError, match="no partial back-prop"):
+        memory.predict_encoder(fidelity=fidelity, batch_size=batch, levers=Levers(partial_share=0.3))
 
 
 def test_each_lever_lowers_the_measured_peak(measured):

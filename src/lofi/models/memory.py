@@ -261,6 +261,28 @@ class MemoryModel:
             optimizer_step_bytes=int(self.optimizer_step_ratio.get(optimizer, 0.0) * trainable),
             seconds=fit.seconds(all_px) + batch_size * head.seconds)
 
+    def predict_encoder(self, *, fidelity: Fidelity, batch_size: int, levers: Levers = Levers(),
+                        optimizer: str = "sgd") -> MemoryPrediction:
+        """The predicted peak of one step of the encoder alone (stage 1's clip classifier, whose linear layer's few
+        weights are left out) on ``batch_size`` clips of ``fidelity`` snippets: :meth:`predict` without the head's
+        terms. Stage 1 has no partial back-prop."""
+        if levers.partial_share is not None:
+            raise ValueError(f"levers {levers.name!r}: stage 1 back-propagates every snippet (no partial back-prop)")
+        if levers not in self.encoder_fits:
+            raise KeyError(f"levers {levers.name!r} were not probed; fit the model with them "
+                           f"(probed: {', '.join(lv.name for lv in self.encoder_fits)})")
+        if optimizer not in OPTIMIZER_STATE_COPIES:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}")
+        fit = self.encoder_fits[levers]
+        px = batch_size * fidelity.num_snippets * self.frames_per_snippet * fidelity.frame_size_px ** 2
+        trainable = self.trainable_encoder_bytes
+        return MemoryPrediction(
+            param_bytes=self.encoder_param_bytes, grad_bytes=trainable,
+            optimizer_bytes=OPTIMIZER_STATE_COPIES[optimizer] * trainable, frames_bytes=3 * px,
+            encoder_saved_bytes=int(fit.saved_bytes(px)), encoder_peak_bytes=int(fit.peak_bytes(px)), head_bytes=0,
+            head_retained_bytes=0, optimizer_step_bytes=int(self.optimizer_step_ratio.get(optimizer, 0.0) * trainable),
+            seconds=fit.seconds(px))
+
 
 def _fastest(device: torch.device, fn: Callable[[], object], repeats: int = 3) -> float:
     """The fastest of ``repeats`` runs of ``fn`` (the least disturbed by other work on the machine)."""

@@ -14,6 +14,7 @@ from lofi.config import RunConfig
 from lofi.runtime.configs import load_run_config
 from lofi.runtime import distributed
 from lofi.runtime.context import RunContext, make_context
+from lofi.runtime.pretrained import check_encoder_start
 
 STAGE1_ENCODER = Path("stage1_pretrain") / "encoder.pt"
 STAGE2_ENCODER = Path("stage2_lofi") / "encoder.pt"
@@ -58,7 +59,8 @@ def previous_encoder(context: RunContext, *candidates: Path) -> Path | None:
     """The first of the run's enabled stages' encoder files that exists, else the configured
     ``model.encoder_weights``. A stage turned off (``pretrain.enabled`` / ``train.enabled`` false) is passed over,
     so ``lofi train`` and ``lofi run`` start from the same weights; a stage that started but left no encoder is an
-    error (not a silent start from scratch)."""
+    error (not a silent start from scratch), and so is a start from random weights under
+    ``model.require_pretrained`` (:func:`~lofi.runtime.pretrained.check_encoder_start`)."""
     enabled = {STAGE1_ENCODER: context.config.pretrain.enabled, STAGE2_ENCODER: context.config.train.enabled}
     for relative in candidates:
         if not enabled.get(relative, True):
@@ -71,12 +73,14 @@ def previous_encoder(context: RunContext, *candidates: Path) -> Path | None:
                                     f"again to finish it (`lofi {'pretrain' if relative == STAGE1_ENCODER else 'train'}"
                                     f"` with the same config), or give --encoder-weights")
     weights = context.config.model.encoder_weights
+    check_encoder_start(context.config, weights)  # model.require_pretrained: no start from random weights
     return Path(weights) if weights else None
 
 
 def pretrain(config: RunConfig, *, resume: bool = True) -> Path:
     from lofi.train.pretrain import run_pretrain
 
+    check_encoder_start(config, config.model.encoder_weights)  # before the annotations are read
     with run_context(config) as context:
         return run_pretrain(context, resume=resume)
 
@@ -111,6 +115,7 @@ def train_head(config: RunConfig, *, features: str, out: str | None = None, resu
 def run(config: RunConfig, *, resume: bool = True, baseline: bool = True):
     from lofi.train.pipeline import comparison_table, run_all
 
+    check_encoder_start(config, config.model.encoder_weights)  # stage 1, or stage 2 without it, starts from them
     with run_context(config) as context:
         results = run_all(context, resume=resume, baseline=baseline)
         if context.is_main:

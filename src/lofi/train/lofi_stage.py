@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lofi.config import PartialBackpropConfig
+from lofi.config import FidelityConfig, PartialBackpropConfig
 from lofi.core.fidelity import Fidelity, FidelitySchedule
 from lofi.data.video_windows import SlidingVideoWindowDataset
 from lofi.data.windows import FidelityBatchSampler, FidelityVideoDataset, VideoWindowDataset, collate_windows
@@ -33,6 +33,7 @@ from lofi.models.partial_backprop import draw_grad_mask, step_seed
 from lofi.runtime.builders import build_detector, frame_cache, save_encoder
 from lofi.runtime.context import RunContext
 from lofi.runtime.distributed import broadcast_object
+from lofi.runtime.pretrained import check_encoder_start
 from lofi.runtime.run_identity import weights_input
 from lofi.train.builders import build_optimizer, build_scheduler, loop_config
 from lofi.train.engine import StepInfo, Trainer, seed_everything
@@ -46,7 +47,11 @@ logger = logging.getLogger(__name__)
 
 def fidelity_schedule(context: RunContext) -> FidelitySchedule:
     """The configured stage-2 schedule."""
-    fc = context.config.fidelity
+    return schedule_of(context.config.fidelity)
+
+
+def schedule_of(fc: FidelityConfig) -> FidelitySchedule:
+    """The stage-2 schedule of a ``fidelity`` section (``mode`` ``auto`` is resolved by its plan first)."""
     custom = None
     if fc.mode == "custom":
         if fc.custom_num_snippets is None or fc.custom_frame_size_px is None:
@@ -58,7 +63,10 @@ def fidelity_schedule(context: RunContext) -> FidelitySchedule:
 
 
 def run_lofi(context: RunContext, *, encoder_weights: str | Path | None, resume: bool = True) -> Path:
-    """Train stage 2 from ``encoder_weights`` (stage 1's, or any checkpoint) and return the tuned encoder's path."""
+    """Train stage 2 from ``encoder_weights`` (stage 1's, or any checkpoint; None, random weights, is refused under
+    ``model.require_pretrained``) and return the tuned encoder's path."""
+    if encoder_weights is None:
+        check_encoder_start(context.config, None)
     out_dir = context.run_dir / STAGE_DIR
     plan = None
     if context.config.fidelity.mode == "auto":

@@ -17,7 +17,7 @@ import torch
 
 from lofi.config import PartialBackpropConfig, RunConfig, parse_memory_bytes
 from lofi.models.memory import MemoryModel, fit_memory_model
-from lofi.models.memory_measure import lever_combinations
+from lofi.models.memory_measure import Levers, lever_combinations
 from lofi.models.memory_plan import CycleMode, MemoryPlan, plan_memory
 from lofi.models.options import encoder_kwargs, head_kwargs
 
@@ -59,15 +59,41 @@ def _fitted(*, encoder: str, head: str, frames_per_snippet: int, encoder_options
     return _FITTED[key]
 
 
+def run_encoder_options(config: RunConfig, *, stage: str = "lofi") -> dict[str, Any]:
+    """The encoder options ``stage`` (``pretrain`` or ``lofi``) builds its encoder with: the configured ones, and
+    ``frozen_bn`` for stage 2 under ``train.frozen_bn``."""
+    options = encoder_kwargs(config.model)
+    if stage == "lofi" and config.train.frozen_bn:
+        options["frozen_bn"] = True
+    return options
+
+
+def memory_model_for_run(config: RunConfig, *, device: torch.device | str, stage: str = "lofi") -> MemoryModel:
+    """The memory model that :func:`plan_for_run` plans ``config``'s stage 2 with (its encoder and head with their
+    options, frames per snippet; every lever combination), or with ``stage="pretrain"`` stage 1's encoder (no
+    ``train.frozen_bn``); fitted once per process and reused."""
+    base = {k: v for k, v in run_encoder_options(config, stage=stage).items() if k not in PLANNED_OPTIONS}
+    return _fitted(encoder=config.model.encoder, head=config.model.head,
+                   frames_per_snippet=config.data.frames_per_snippet, encoder_options=base,
+                   head_options=dict(head_kwargs(config.model)), device=str(torch.device(device)))
+
+
+def run_levers(config: RunConfig, *, stage: str = "lofi") -> Levers:
+    """The memory levers ``stage`` runs with: checkpointing and autocast from the encoder options, and for stage 2
+    ``train.partial_backprop``'s share."""
+    options = encoder_kwargs(config.model)
+    partial = config.train.partial_backprop if stage == "lofi" else None
+    return Levers(checkpoint=bool(options.get("checkpoint_stages", False)), autocast=options.get("autocast"),
+                  partial_share=None if partial is None else partial.share)
+
+
 def plan_for_run(config: RunConfig, *, batch_per_rank: int, device: torch.device | str,
                  cycle: CycleMode = "C-long") -> MemoryPlan:
     """The plan for stage 2 of ``config`` (``fidelity.mode=auto``): its encoder and head with their options
     (``train.frozen_bn`` included), batch per process, full fidelity, frames per snippet and optimizer."""
     if config.fidelity.memory is None:
         raise ValueError("fidelity.mode 'auto' needs fidelity.memory, e.g. 24GB")
-    options = encoder_kwargs(config.model)
-    if config.train.frozen_bn:
-        options["frozen_bn"] = True
+    options = run_encoder_options(config)
     return make_plan(memory=config.fidelity.memory, encoder=config.model.encoder, head=config.model.head,
                      batch_size=batch_per_rank, num_snippets=config.fidelity.num_snippets,
                      frame_size_px=config.fidelity.frame_size_px, frames_per_snippet=config.data.frames_per_snippet,

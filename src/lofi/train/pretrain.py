@@ -2,7 +2,8 @@
 
 Each ground-truth segment of the training subset is a clip of its class; with ``pretrain.background`` the
 unannotated spans give clips of an extra background class. The encoder starts from ``model.encoder_weights``
-when given (a TSM-release or torchvision checkpoint: nothing is downloaded), else from scratch. The result is the
+when given (a TSM-release or torchvision checkpoint: nothing is downloaded), else from scratch, which
+``model.require_pretrained`` (the real-data presets) refuses. The result is the
 encoder's weights, ``stage1_pretrain/encoder.pt``, for stage 2 and for the frozen-features baseline.
 """
 
@@ -21,6 +22,7 @@ from lofi.data.windows import FidelityBatchSampler
 from lofi.models.classifier import ClipClassifier
 from lofi.runtime.builders import build_encoder, save_encoder
 from lofi.runtime.context import RunContext
+from lofi.runtime.pretrained import check_encoder_start
 from lofi.runtime.run_identity import weights_input
 from lofi.train.builders import build_optimizer, build_scheduler, loop_config
 from lofi.train.engine import Trainer, seed_everything
@@ -72,7 +74,9 @@ def optimizer_steps_per_epoch(context: RunContext) -> int:
 
 
 def run_pretrain(context: RunContext, *, resume: bool = True) -> Path:
-    """Train stage 1 and return the path of the encoder's weights."""
+    """Train stage 1 and return the path of the encoder's weights (refused before any work when it would start
+    from random weights under ``model.require_pretrained``, or from a weights file that is not there)."""
+    check_encoder_start(context.config, context.config.model.encoder_weights)
     out_dir = context.run_dir / STAGE_DIR
     with context.guard(out_dir, "pretrain", inputs=pretrain_inputs(context), resume=resume):
         return _train(context, out_dir, resume=resume)

@@ -1,23 +1,28 @@
 """``lofi experiment lofi-table``: the same stage 3 (full-fidelity features, a fresh head, evaluated) after each
 cell's encoder (:mod:`.cells`), per seed, with the stages the cells share run once per seed and reused on a rerun
-(:mod:`.runner`, :mod:`.tasks`), then the table, the JSON and the plots (:mod:`.report`).
+(:mod:`.runner`, :mod:`.tasks`), then the table, the JSON and the plots (:mod:`.report`). Its dry run
+(:mod:`.predict`) says what each cell would train, and the predicted memory and time, before anything runs.
 
     run_lofi_table("synthetic", ["data.annotations=...", "experiment.seeds=[101, 102]"], jobs=2)
+    print(predict_lofi_table("activitynet", processes=8).table())
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from lofi.config import ExperimentConfig
 from lofi.runtime.configs import load_run_config
-from lofi.train.experiment.cells import acp_source, plan_tasks
+from lofi.train.experiment.cells import acp_source, check_start_weights, plan_tasks
 from lofi.train.experiment.layout import ExperimentLayout
 from lofi.train.experiment.report import write_report
 from lofi.train.experiment.runner import Echo, TaskOutcome, run_tasks
 from lofi.train.experiment.tasks import ExperimentSpec
+
+if TYPE_CHECKING:
+    from lofi.train.experiment.predict import ExperimentPrediction
 
 #: The exit status when the experiment finished but some tasks failed (or could not run because of one).
 EXIT_TASKS_FAILED = 3
@@ -54,6 +59,7 @@ def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
                    echo: Echo = print) -> ExperimentResult:
     """Run (or reuse) every task of the experiment, up to ``jobs`` at once, and write its report."""
     spec = experiment_spec(source, overrides)
+    check_start_weights(spec.config, spec.acp, spec.cells)  # model.require_pretrained: not from random weights
     tasks = plan_tasks(cells=spec.cells, seeds=spec.seeds, acp=spec.acp)
     cells = sum(t.cell for t in tasks)
     echo(f"lofi experiment lofi-table: {_count(len(spec.cells), 'cell')} x {_count(len(spec.seeds), 'seed')} "
@@ -64,8 +70,18 @@ def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
     return ExperimentResult(outcomes=outcomes, written=written, table=spec.layout.table_md.read_text(encoding="utf-8"))
 
 
+def predict_lofi_table(source: str, overrides: Sequence[str] = (), *, processes: int = 1, device: str = "cpu",
+                       step_times: Sequence[str | Path] = ()) -> ExperimentPrediction:
+    """The dry run (:mod:`.predict`): per cell, what it trains, its steps, the predicted peak memory per process and,
+    with ``step_times`` files, its hours; nothing is trained or written."""
+    from lofi.train.experiment.predict import predict_experiment
+
+    return predict_experiment(experiment_spec(source, overrides), processes=processes, device=device,
+                              step_times=step_times)
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-__all__ = ["EXIT_TASKS_FAILED", "ExperimentResult", "experiment_spec", "run_lofi_table"]
+__all__ = ["EXIT_TASKS_FAILED", "ExperimentResult", "experiment_spec", "predict_lofi_table", "run_lofi_table"]

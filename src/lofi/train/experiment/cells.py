@@ -27,6 +27,7 @@ from typing import Literal, Sequence
 
 from lofi.config import EXPERIMENT_CELLS, RunConfig
 from lofi.errors import UserError
+from lofi.runtime.pretrained import check_encoder_start
 from lofi.train.experiment.layout import ExperimentLayout, stage_encoder
 
 Start = Literal["floor", "acp", "acp_plus"]
@@ -90,6 +91,23 @@ def acp_source(config: RunConfig, layout: ExperimentLayout) -> AcpSource:
         return AcpSource(annotations=str(layout.source_data / "annotations.json"),
                          videos=str(layout.source_data / "videos"), synthetic=True)
     return AcpSource(annotations=acp.annotations, videos=acp.videos)
+
+
+def start_weights(config: RunConfig, acp: AcpSource) -> tuple[str, str | None]:
+    """The config key and the checkpoint that the experiment's trained encoders start from: stage 1 on the source
+    dataset starts from ``model.encoder_weights``; without one, ACP+ starts from the ACP checkpoint."""
+    if acp.trains:
+        return "model.encoder_weights", config.model.encoder_weights
+    given = config.experiment is not None and config.experiment.acp_weights is not None
+    return ("experiment.acp_weights" if given else "model.encoder_weights"), acp.weights
+
+
+def check_start_weights(config: RunConfig, acp: AcpSource, cells: Sequence[str]) -> None:
+    """Before any task: the checkpoint of :func:`start_weights` is a file (or, without
+    ``model.require_pretrained``, none), unless every cell is ``floor``, which starts from no checkpoint."""
+    if any(CELLS[c].start != "floor" for c in cells if c in CELLS):
+        key, weights = start_weights(config, acp)
+        check_encoder_start(config, weights, key=key)
 
 
 @dataclass(frozen=True)

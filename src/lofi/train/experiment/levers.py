@@ -14,6 +14,8 @@ import dataclasses
 import json
 from typing import Any
 
+import torch
+
 from lofi.config import RunConfig
 from lofi.io import atomic_write
 from lofi.models.memory_measure import Levers
@@ -51,17 +53,22 @@ def _with_budget(config: RunConfig, budget_bytes: int) -> RunConfig:
 
 
 def _plan(context: RunContext) -> dict[str, Any]:
-    config = context.config
-    batch = context.batch_per_rank(config.train.optim)
-    every = plan_for_run(_with_budget(config, _UNBOUNDED_BYTES), batch_per_rank=batch, device=context.device)
+    return full_levers_record(context.config, batch_per_rank=context.batch_per_rank(context.config.train.optim),
+                              device=context.device)
+
+
+def full_levers_record(config: RunConfig, *, batch_per_rank: int, device: torch.device | str) -> dict[str, Any]:
+    """What ``plan.json`` holds for ``config``'s stage 2 at ``batch_per_rank`` videos per process (the module
+    docstring says how it is chosen); ``lofi experiment lofi-table --dry-run`` shows the same choice."""
+    every = plan_for_run(_with_budget(config, _UNBOUNDED_BYTES), batch_per_rank=batch_per_rank, device=device)
     st = [c for c in every.candidates if c.fidelity.name == "ST" and c.levers == Levers()]
     if not st:
         raise ValueError("the memory plan has no ST candidate without levers; lofi.models.memory_plan changed?")
     budget = st[0].peak_bytes
-    plan = plan_for_run(_with_budget(config, budget), batch_per_rank=batch, device=context.device)
+    plan = plan_for_run(_with_budget(config, budget), batch_per_rank=batch_per_rank, device=device)
     choice = plan.recommendation
     record: dict[str, Any] = {"budget_bytes": budget, "budget": "predicted peak of ST without levers",
-                              "headroom": 0.0, "batch_per_process": batch, "fits": choice.mode == "full",
+                              "headroom": 0.0, "batch_per_process": batch_per_rank, "fits": choice.mode == "full",
                               "plan": plan.to_dict()}
     if choice.mode != "full":
         full = min((c for c in plan.candidates if c.fidelity.name == "full"), key=lambda c: c.peak_bytes)

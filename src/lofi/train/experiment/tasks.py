@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from lofi.config import RunConfig
 from lofi.data.synthetic import SyntheticConfig
@@ -87,13 +87,15 @@ def resolve(spec: ExperimentSpec, task: Task) -> ResolvedTask:
     return ResolvedTask(task, folder, tuple(steps), info=info)
 
 
-def count_matched_steps(spec: ExperimentSpec, seed: int) -> MatchedSteps:
+def count_matched_steps(spec: ExperimentSpec, seed: int, *, processes: int = 1,
+                        overrides: Sequence[str] = ()) -> MatchedSteps:
     """Stage 2's optimiser steps (its sampler's length x epochs, at stage 2's batch) and stage 1's per epoch (at
-    stage 1's batch) on the target, for seed ``seed``."""
+    stage 1's batch) on the target, for seed ``seed``, as ``processes`` processes count them (each its share of
+    the global batch); ``overrides`` go on top of the stages' configs (``data.cache_dir=null``: no cache folder)."""
     folder = run_folder(spec.layout.acp_plus_dir(seed), seed=seed)
-    stage1 = spec.step_config([*folder, "pretrain.enabled=true"])
-    stage2 = spec.step_config([*folder, "train.enabled=true", "fidelity.mode=full"])  # the same at every mode
-    context = make_context(stage1, progress=False)
+    stage1 = spec.step_config([*folder, "pretrain.enabled=true", *overrides])
+    stage2 = spec.step_config([*folder, "train.enabled=true", "fidelity.mode=full", *overrides])  # same at every mode
+    context = dataclasses.replace(make_context(stage1, progress=False), world_size=processes)
     return matched_steps(stage2_steps=lofi_stage.optimizer_steps(dataclasses.replace(context, config=stage2)),
                          stage1_steps_per_epoch=pretrain.optimizer_steps_per_epoch(context),
                          base_epochs=stage1.pretrain.optim.epochs,
