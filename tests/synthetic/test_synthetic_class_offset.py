@@ -16,17 +16,18 @@ from lofi.data.synthetic.generate import plan_dataset
 from lofi.data.synthetic.motions import MOTION_PATTERNS
 
 #: Two tiny datasets and the sha256 of the files main's generator (before class_offset existed) wrote for them.
+# synthetic.json digests as of generator version 3 (its version field; annotations and frames unchanged)
 GOLDEN = {
     "mixed": (SyntheticConfig(num_videos=3, num_classes=3, seed=5, width_px=32, height_px=32,
                               video_duration_sec=(4.0, 5.0), middle_sec=(1.0, 1.5), gap_sec=(0.5, 1.0),
                               num_distractors=(1, 1), class_offset=0),
               {"annotations.json": "bee977b3fd4efd011d8f207f5d75425a16b122363b842caec84c33aa313c78ee",
-               "synthetic.json": "221b0da7ec51d9356cbb806e2fdc1f9cadf6a8eb312e0731f7484dad2f32e285"}),
+               "synthetic.json": "1363098094a9b7d57ef89b242ac9504d2ec823b9ba1a46a2570f084a21622ec1"}),
     "activitynet": (SyntheticConfig.for_layout("activitynet", num_videos=3, num_classes=4, seed=7, width_px=32,
                                                height_px=32, video_duration_sec=(8.0, 9.0), shape_cue=True,
                                                num_distractors=(1, 1), class_offset=0),
                     {"annotations.json": "e88cd54df72ec499181d141429d7c38664e81ee28411bff595d5a214da3e464c",
-                     "synthetic.json": "f28f25f1599269ea47c133c5733462fe427d6f37585463226fd84e554a0668d4"}),
+                     "synthetic.json": "77cfec3a8af9f87d2def5a8f45ad977cd67c2bccecf32401b5ba2a5462216c08"}),
 }
 
 
