@@ -149,16 +149,16 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.dry_run:
         from lofi.train.experiment import predict_lofi_table
 
-        print(predict_lofi_table(args.config, overrides, processes=args.processes, device=args.probe_device,
+        print(predict_lofi_table(args.config, overrides, device=args.probe_device,
                                  step_times=args.step_times).table())
         return 0
-    given = [flag for flag, value in (("--processes", args.processes != 1), ("--step-times", args.step_times),
-                                      ("--probe-device", args.probe_device != "cpu")) if value]
+    given = [flag for flag, value in (("--step-times", args.step_times), ("--probe-device", args.probe_device != "cpu"))
+             if value]
     if given:
         from lofi.errors import UserError
 
-        raise UserError(f"{', '.join(given)}: only with --dry-run (the prediction); a run uses the config's device "
-                        f"and one process per task")
+        raise UserError(f"{', '.join(given)}: only with --dry-run (the prediction); a run uses the config's "
+                        f"device")
     result = run_lofi_table(args.config, overrides, jobs=args.jobs, echo=lambda line: print(line, flush=True))
     print()
     print(result.table, end="")
@@ -613,8 +613,6 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--dry-run", action="store_true",
                        help="train nothing: print per cell its fidelities, optimiser steps, predicted peak memory "
                             "per process (lofi plan's memory model) and, with --step-times, its hours")
-    table.add_argument("--processes", type=_positive_int, default=1,
-                       help="--dry-run: processes (GPUs) sharing each global batch (default 1)")
     table.add_argument("--step-times", metavar="FILE", action="append", default=[],
                        help="--dry-run: measured step times (benchmarks/train_speed.py --output FILE; repeatable)")
     table.add_argument("--probe-device", choices=("cpu", "cuda"), default="cpu",

@@ -104,13 +104,12 @@ def test_every_row_is_the_memory_model_and_the_experiments_step_counts(dataset, 
     assert "benchmarks/train_speed.py --device cuda --encoder tsm_resnet18_slim --head actionformer" in text
     assert "--batch 2 --optimizer adamw --fidelities S T ST --levers none --output step_times_none.json" in text
 
-    # two processes share each global batch: half the videos per process, the same steps
-    halves = {r.name: r for r in predict.predict_experiment(spec, processes=2, memory_model=small_model).rows}
+    # two accumulation steps per optimiser step: one video per micro-batch, the same optimiser steps
+    accumulated, _ = _spec(dataset, tmp_path, "train.optim.grad_accum_steps=2")
+    halves = {r.name: r for r in predict.predict_experiment(accumulated, memory_model=small_model).rows}
     assert halves["ST"].training.batch_per_process == 1 and halves["ST"].training.steps == 6
     assert halves["ST"].training.peak_bytes == stage2.predict(fidelity=fidelities["ST"], batch_size=1,
                                                               optimizer="adamw").peak_bytes
-    with pytest.raises(UserError, match=r"train.optim.batch_size 2: not a multiple of 4 process\(es\)"):
-        predict.predict_experiment(spec, processes=4, memory_model=small_model)
 
 
 def _times(path: Path, *, batch: int, rows: dict[str, float]) -> Path:
@@ -166,10 +165,21 @@ def test_full_levers_shows_the_plan_it_runs(dataset, tmp_path, small_model, monk
 def test_the_cli_prints_the_dry_run_and_keeps_its_flags_to_it(dataset, tmp_path, small_model, monkeypatch, capsys):
     monkeypatch.setattr(predict, "memory_model_for_run", small_model)
     _, overrides = _spec(dataset, tmp_path)
-    argv = ["experiment", "lofi-table", "synthetic", *[x for o in overrides for x in ("-o", o)], "--cells", "ST"]
-    assert main([*argv, "--dry-run", "--processes", "2"]) == 0
+    argv = ["experiment", "lofi-table", "synthetic", *[x for o in overrides for x in ("-o", o)], "--cells", "ST",
+            "-o", "train.optim.grad_accum_steps=2"]
+    assert main([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "2 process(es)" in out and any(line.startswith("ST ") and " 1 " in line for line in out.splitlines())
-    assert main([*argv, "--processes", "2"]) == 2
-    assert "--processes: only with --dry-run" in capsys.readouterr().err
+    assert "nothing is trained" in out and any(line.startswith("ST ") and " 1 " in line for line in out.splitlines())
+    assert main([*argv, "--step-times", str(tmp_path / "t.json")]) == 2
+    assert "--step-times: only with --dry-run" in capsys.readouterr().err
     assert not (tmp_path / "table").exists()
+
+
+def test_a_source_dataset_not_made_yet_leaves_its_stage_1_uncounted(dataset, tmp_path, small_model):
+    spec, _ = _spec(dataset, tmp_path, "experiment.acp={synthetic: true}", "experiment.cells=[acp]")
+    rows = predict.predict_experiment(spec, memory_model=small_model).rows
+    assert [(r.name, r.cell) for r in rows] == [("acp_stage1", False), ("acp", True)]
+    stage1 = rows[0].training
+    assert stage1.stage == "pretrain" and stage1.steps is None
+    assert str(spec.layout.source_data / "annotations.json") in stage1.steps_note
+    assert rows[1].training is None and not spec.layout.source_data.exists()  # nothing generated

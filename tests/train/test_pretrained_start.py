@@ -48,7 +48,8 @@ def test_null_weights_alone_are_refused_and_none_is_not_a_file_name(tmp_path, ca
     assert "model.encoder_weights: null, but model.require_pretrained is true" in err and FROM_SCRATCH in err
     with pytest.raises(ConfigError) as info:
         load_config("activitynet", ["model.encoder_weights=none"])
-    assert "override 'model.encoder_weights=none'" in str(info.value) and "model.encoder_weights=null" in str(info.value)
+    message = str(info.value)
+    assert "override 'model.encoder_weights=none'" in message and "model.encoder_weights=null" in message
     with pytest.raises(ConfigError, match="experiment.acp_weights"):
         load_config("activitynet", ["experiment.acp_weights=None"])
 

@@ -4,7 +4,7 @@ cell's encoder (:mod:`.cells`), per seed, with the stages the cells share run on
 (:mod:`.predict`) says what each cell would train, and the predicted memory and time, before anything runs.
 
     run_lofi_table("synthetic", ["data.annotations=...", "experiment.seeds=[101, 102]"], jobs=2)
-    print(predict_lofi_table("activitynet", processes=8).table())
+    print(predict_lofi_table("activitynet", ["train.optim.grad_accum_steps=8"]).table())
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ def run_lofi_table(source: str, overrides: Sequence[str] = (), *, jobs: int = 1,
     return ExperimentResult(outcomes=outcomes, written=written, table=spec.layout.table_md.read_text(encoding="utf-8"))
 
 
-def predict_lofi_table(source: str, overrides: Sequence[str] = (), *, processes: int = 1, device: str = "cpu",
+def predict_lofi_table(source: str, overrides: Sequence[str] = (), *, device: str = "cpu",
                        step_times: Sequence[str | Path] = ()) -> ExperimentPrediction:
     """The dry run (:mod:`.predict`): per cell, what it trains, its steps, the predicted peak memory per process and,
     with ``step_times`` files, its hours; nothing is trained or written."""
     from lofi.train.experiment.predict import predict_experiment
 
-    return predict_experiment(experiment_spec(source, overrides), processes=processes, device=device,
+    return predict_experiment(experiment_spec(source, overrides), device=device,
                               step_times=step_times)
 
 

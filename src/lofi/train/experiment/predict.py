@@ -3,7 +3,7 @@ peak memory of its steps and, with measured step times, its hours, before anythi
 
 For each cell (and each shared stage 1 the cells start from) the row names the stage that trains the encoder
 (none for the frozen cells: their only training is stage 3's head on features), the fidelities it trains at, its
-levers and batch per process, and per fidelity:
+levers and micro-batch (each task of the experiment is one process), and per fidelity:
 
 - **steps**: counted as the experiment counts them (:func:`~lofi.train.experiment.tasks.count_matched_steps`:
   the samplers' lengths x epochs) when the annotations are there, else left as a formula;
@@ -19,7 +19,6 @@ Nothing trains, nothing is written: the memory model probes small steps in this 
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +108,9 @@ class ExperimentPrediction:
     """Every row of the dry run, and what the header and footer say about them."""
 
     source: str
+    overrides: tuple[str, ...]
     config: RunConfig
     seeds: tuple[int, ...]
-    processes: int
     probe_device: str
     rows: tuple[TaskPrediction, ...]
     checkpoint: str  # the start checkpoint and whether it is there
@@ -124,32 +123,25 @@ class ExperimentPrediction:
         return format_prediction(self)
 
 
-def batch_per_process(optim: OptimConfig, processes: int, *, key: str) -> int:
-    """Items per micro-batch of each of ``processes`` processes (the global batch over processes and accumulation);
-    a :class:`~lofi.errors.UserError` naming ``key`` when it does not divide."""
-    share, rest = divmod(optim.batch_size, processes * optim.grad_accum_steps)
-    if share < 1 or rest:
-        raise UserError(f"{key}.batch_size {optim.batch_size}: not a multiple of {processes} process(es) x "
-                        f"{key}.grad_accum_steps ({optim.grad_accum_steps}); pick --processes that divides it")
-    return share
+def batch_per_process(optim: OptimConfig) -> int:
+    """Items per micro-batch of an experiment task's one process: the batch over its accumulation steps (the config
+    checks that they divide it)."""
+    return optim.batch_size // optim.grad_accum_steps
 
 
-def predict_experiment(spec: ExperimentSpec, *, processes: int = 1, device: torch.device | str = "cpu",
+def predict_experiment(spec: ExperimentSpec, *, device: torch.device | str = "cpu",
                        step_times: Sequence[str | Path] = (),
                        memory_model: MemoryModelFor | None = None) -> ExperimentPrediction:
-    """The dry run of ``spec``'s cells with ``processes`` processes (``torchrun``'s, each its share of every global
-    batch), the memory model probed on ``device`` (``memory_model``: default :func:`memory_model_for_run`), and
-    ``step_times`` (step-times files; a row is taken from the first that has it) for the hours."""
+    """The dry run of ``spec``'s cells, each task one process as ``lofi experiment`` runs it (its micro-batch: the
+    batch over ``grad_accum_steps``), the memory model probed on ``device`` (``memory_model``: default
+    :func:`memory_model_for_run`), and ``step_times`` (step-times files; a row is taken from the first that has it)
+    for the hours."""
     memory_model = memory_model or memory_model_for_run
-    if processes < 1:
-        raise ValueError(f"processes must be >= 1, got {processes}")
     config = spec.config
-    batch_per_process(config.pretrain.optim, processes, key="pretrain.optim")  # before anything is counted
-    batch_per_process(config.train.optim, processes, key="train.optim")
     measured = tuple((str(path), StepTimes.read(path)) for path in step_times)
     annotations = Path(config.data.annotations)
-    counted = _count(spec, processes) if annotations.exists() else None
-    predictor = _Predictor(spec=spec, processes=processes, device=str(torch.device(device)), measured=measured,
+    counted = _count(spec) if annotations.exists() else None
+    predictor = _Predictor(spec=spec, device=str(torch.device(device)), measured=measured,
                            matched=counted, memory_model=memory_model)
     if any(CELLS[c].training == "lofi" for c in spec.cells):  # the head at every stage-2 T, in one probe
         fidelities = lofi_fidelities(num_snippets=config.fidelity.num_snippets,
@@ -168,13 +160,13 @@ def predict_experiment(spec: ExperimentSpec, *, processes: int = 1, device: torc
     data_note = (f"{annotations}: steps counted from its '{config.data.train_subset}' subset" if counted else
                  f"{annotations}: not found, so the steps are formulas (N: the training items of "
                  f"'{config.data.train_subset}')")
-    return ExperimentPrediction(source=spec.source, config=config, seeds=spec.seeds, processes=processes,
+    return ExperimentPrediction(source=spec.source, overrides=spec.overrides, config=config, seeds=spec.seeds,
                                 probe_device=str(torch.device(device)), rows=tuple(rows), checkpoint=checkpoint,
                                 steps_counted=counted is not None, data_note=data_note, measured=measured)
 
 
-def _count(spec: ExperimentSpec, processes: int) -> MatchedSteps:
-    return count_matched_steps(spec, spec.seeds[0], processes=processes, overrides=_COUNTING)
+def _count(spec: ExperimentSpec) -> MatchedSteps:
+    return count_matched_steps(spec, spec.seeds[0], overrides=_COUNTING)
 
 
 def _shared_tasks(spec: ExperimentSpec) -> list[str]:
@@ -190,7 +182,6 @@ class _Predictor:
     """Builds the rows: the configs each task trains with, their memory and their steps."""
 
     spec: ExperimentSpec
-    processes: int
     device: str
     measured: tuple[tuple[str, StepTimes], ...]
     matched: MatchedSteps | None  # the counts on the target (None: its annotations are not there)
@@ -207,8 +198,7 @@ class _Predictor:
                                  f"the source dataset's training clips ({source} is made by the experiment)")
             if source.exists():
                 counting = make_context(spec.step_config([*step.overrides, *_COUNTING]), progress=False)
-                per_epoch = pretrain.optimizer_steps_per_epoch(dataclasses.replace(counting,
-                                                                                   world_size=self.processes))
+                per_epoch = pretrain.optimizer_steps_per_epoch(counting)
                 steps, note = config.pretrain.optim.epochs * per_epoch, "counted"
             return TaskPrediction(ACP_STAGE1, False, "stage 1 on the source dataset (the ACP encoder)",
                                   self._stage1(config, steps, note))
@@ -240,7 +230,7 @@ class _Predictor:
         config = spec.step_config(step.overrides)
         if not cell.levers:
             return TaskPrediction(name, True, cell.what, self._stage2(config))
-        batch = batch_per_process(config.train.optim, self.processes, key="train.optim")
+        batch = batch_per_process(config.train.optim)
         record = full_levers.full_levers_record(config, batch_per_rank=batch, device=self.device)
         if not record["fits"]:
             return TaskPrediction(name, True, cell.what, None, note=f"skipped: {record['reason']}")
@@ -251,7 +241,7 @@ class _Predictor:
 
     def _stage1(self, config: RunConfig, steps: int | None, note: str) -> TrainingPrediction:
         optim = config.pretrain.optim
-        batch = batch_per_process(optim, self.processes, key="pretrain.optim")
+        batch = batch_per_process(optim)
         levers = run_levers(config, stage="pretrain")
         fidelity = Fidelity("clip", config.pretrain.num_snippets, config.pretrain.frame_size_px)
         model = self.memory_model(config, device=self.device, stage="pretrain")
@@ -262,7 +252,7 @@ class _Predictor:
 
     def _stage2(self, config: RunConfig) -> TrainingPrediction:
         optim = config.train.optim
-        batch = batch_per_process(optim, self.processes, key="train.optim")
+        batch = batch_per_process(optim)
         levers = run_levers(config)
         schedule = schedule_of(config.fidelity)
         model = self.memory_model(config, device=self.device, stage="lofi")
@@ -325,14 +315,15 @@ _HEADER = (f"{'task':<16} {'trains':<7} {'fidelity':<8} {'T x px':>9} {'levers':
 
 
 def format_prediction(prediction: ExperimentPrediction) -> str:
-    """The header (model, fidelity, processes, checkpoint, data), one line per (row, fidelity), then the footer."""
+    """The header (model, fidelity, checkpoint, data), one line per (row, fidelity), then the footer."""
     config = prediction.config
     model, full = config.model, config.fidelity
     seeds = ", ".join(map(str, prediction.seeds))
-    lines = [f"lofi experiment lofi-table {prediction.source} --dry-run: a prediction; nothing is trained",
+    command = shlex.join([prediction.source, *[x for o in prediction.overrides for x in ("-o", o)]])
+    lines = [f"lofi experiment lofi-table {command} --dry-run: a prediction; nothing is trained",
              f"{model.encoder} + {model.head}, {config.data.frames_per_snippet} frame(s) per snippet, full fidelity "
-             f"{full.num_snippets} x {full.frame_size_px} px; {prediction.processes} process(es) (batch: per "
-             f"process); seeds {seeds} (each runs every row once)",
+             f"{full.num_snippets} x {full.frame_size_px} px; one process per task (batch: per micro-batch, the "
+             f"batch over grad_accum_steps); seeds {seeds} (each runs every row once)",
              f"start checkpoint: {prediction.checkpoint}",
              f"data: {prediction.data_note}", "", _HEADER]
     for row in prediction.rows:
@@ -389,8 +380,7 @@ def _footer(prediction: ExperimentPrediction) -> list[str]:
         for training in stage2:
             names = groups.setdefault(training.levers.name, [])
             names.extend(f.fidelity.name for f in training.fidelities if f.fidelity.name not in names)
-        batch = stage2[0].batch_per_process if stage2 else batch_per_process(config.train.optim,
-                                                                             prediction.processes, key="train.optim")
+        batch = stage2[0].batch_per_process if stage2 else batch_per_process(config.train.optim)
         lines.append("step s, hours: no step times given, so none are predicted; measure stage 2's steps on your "
                      "GPU (one line per lever combination)")
         order = ("full", "S", "T", "ST")

@@ -87,15 +87,14 @@ def resolve(spec: ExperimentSpec, task: Task) -> ResolvedTask:
     return ResolvedTask(task, folder, tuple(steps), info=info)
 
 
-def count_matched_steps(spec: ExperimentSpec, seed: int, *, processes: int = 1,
-                        overrides: Sequence[str] = ()) -> MatchedSteps:
+def count_matched_steps(spec: ExperimentSpec, seed: int, *, overrides: Sequence[str] = ()) -> MatchedSteps:
     """Stage 2's optimiser steps (its sampler's length x epochs, at stage 2's batch) and stage 1's per epoch (at
-    stage 1's batch) on the target, for seed ``seed``, as ``processes`` processes count them (each its share of
-    the global batch); ``overrides`` go on top of the stages' configs (``data.cache_dir=null``: no cache folder)."""
+    stage 1's batch) on the target, for seed ``seed``; ``overrides`` go on top of the stages' configs (the dry run's
+    ``data.cache_dir=null``: no cache folder is made)."""
     folder = run_folder(spec.layout.acp_plus_dir(seed), seed=seed)
     stage1 = spec.step_config([*folder, "pretrain.enabled=true", *overrides])
     stage2 = spec.step_config([*folder, "train.enabled=true", "fidelity.mode=full", *overrides])  # same at every mode
-    context = dataclasses.replace(make_context(stage1, progress=False), world_size=processes)
+    context = make_context(stage1, progress=False)
     return matched_steps(stage2_steps=lofi_stage.optimizer_steps(dataclasses.replace(context, config=stage2)),
                          stage1_steps_per_epoch=pretrain.optimizer_steps_per_epoch(context),
                          base_epochs=stage1.pretrain.optim.epochs,
