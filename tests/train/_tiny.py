@@ -23,6 +23,14 @@ TINY_SYNTHETIC = SyntheticConfig(num_videos=6, num_classes=2, seed=3, width_px=6
                                  gap_sec=(1.0, 2.0), num_distractors=(1, 2))
 
 
+def write_tiny_synthetic(out: Path) -> Path:
+    """Render :data:`TINY_SYNTHETIC` into ``out`` (one worker) and return ``out``."""
+    from lofi.data.synthetic import generate_dataset
+
+    generate_dataset(out, TINY_SYNTHETIC, workers=1, progress=False)
+    return out
+
+
 def make_model(*, dropout: float = 0.0, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(IN_DIM, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 1))

@@ -18,7 +18,6 @@ from lofi.cli import main
 from lofi.config import EXPERIMENT_CELLS, ConfigError, load_config, parse_memory_bytes
 from lofi.core.fidelity import lofi_fidelities
 from lofi.data.formats import load_annotations
-from lofi.data.synthetic import generate_dataset
 from lofi.data.synthetic.motions import MOTION_PATTERNS
 from lofi.errors import UserError
 from lofi.models.memory import MemoryPrediction
@@ -35,7 +34,7 @@ from lofi.train.experiment.source import make_source_dataset, source_settings
 from lofi.train.experiment.stages import write_floor_encoder
 from lofi.train.experiment.tasks import count_matched_steps, resolve
 
-from _tiny import TINY_SYNTHETIC
+from _tiny import write_tiny_synthetic
 
 SEED = 7
 CELLS = "acp_plus,ST"
@@ -43,9 +42,7 @@ CELLS = "acp_plus,ST"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, TINY_SYNTHETIC, workers=1, progress=False)
-    return out
+    return write_tiny_synthetic(tmp_path_factory.mktemp("synth"))
 
 
 def _overrides(dataset: Path, root: Path, *extra: str) -> list[str]:

@@ -11,7 +11,6 @@ import pytest
 
 from lofi.cli import main
 from lofi.core.fidelity import Fidelity, lofi_fidelities
-from lofi.data.synthetic import generate_dataset
 from lofi.errors import UserError
 from lofi.models.memory import MemoryModel, fit_memory_model
 from lofi.models.memory_measure import Levers
@@ -22,7 +21,7 @@ from lofi.train.experiment import experiment_spec, levers, predict
 from lofi.train.experiment.tasks import count_matched_steps
 from lofi.train.plan import PLANNED_OPTIONS, run_encoder_options
 
-from _tiny import TINY_SYNTHETIC
+from _tiny import write_tiny_synthetic
 from test_experiment import _PEAKS, _fake_plan_for_run, _overrides
 
 SEED = 7
@@ -31,9 +30,7 @@ CELLS = "[floor, acp_plus, matched_steps, ST, C-long]"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, TINY_SYNTHETIC, workers=1, progress=False)
-    return out
+    return write_tiny_synthetic(tmp_path_factory.mktemp("synth"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import torch
 
 from lofi.config import load_config
 from lofi.data.features import read_features
-from lofi.data.synthetic import generate_dataset
 from lofi.infer.extract import extract_features
 from lofi.models.options import encoder_kwargs
 from lofi.models.registry import create_encoder
@@ -23,7 +22,7 @@ from lofi.train.head_stage import run_head_stage
 from lofi.train.lofi_stage import run_lofi
 from lofi.train.pretrain import run_pretrain
 
-from _tiny import TINY_SYNTHETIC
+from _tiny import write_tiny_synthetic
 
 TINY_MODEL = ("model.head_options={hidden_dim: 32, align_dim: 32, map_dim: 16, num_samples: 4, "
               "video_hidden_dim: 32, groups: 4, width_per_group: 2, stem_groups: 2}")
@@ -31,9 +30,7 @@ TINY_MODEL = ("model.head_options={hidden_dim: 32, align_dim: 32, map_dim: 16, n
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, TINY_SYNTHETIC, progress=False)
-    return out
+    return write_tiny_synthetic(tmp_path_factory.mktemp("synth"))
 
 
 def _config(dataset: Path, run_root: Path, *extra: str):

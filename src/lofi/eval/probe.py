@@ -121,11 +121,15 @@ def _snippets(features_dir: Path, videos: AnnotationSet, phases: Phases | None,
 
 
 def _confusion(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tuple[float, float, float], ...]:
+    """Row ``i``: the shares of phase ``i``'s snippets predicted as each phase (NaN for a phase with no snippet)."""
     predicted = logits.argmax(dim=1)
     rows = []
     for k in range(len(PHASES)):
         mine = predicted[labels == k]
-        counts = torch.bincount(mine, minlength=len(PHASES)).double() / max(mine.numel(), 1)
+        if mine.numel() == 0:
+            rows.append((float("nan"),) * len(PHASES))
+            continue
+        counts = torch.bincount(mine, minlength=len(PHASES)).double() / mine.numel()
         rows.append(tuple(float(c) for c in counts))
     return tuple(rows)
 
@@ -138,10 +142,9 @@ def _inside_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 0.5 * (float(predicted_inside[inside].double().mean()) + float((~predicted_inside[~inside]).double().mean()))
 
 
-def _recalls(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
-    predicted = logits.argmax(dim=1)
-    return [float((predicted[labels == k] == k).float().mean()) if (labels == k).any() else float("nan")
-            for k in range(len(PHASES))]
+def _recalls(confusion: tuple[tuple[float, float, float], ...]) -> list[float]:
+    """Each phase's recall: the confusion matrix's diagonal."""
+    return [row[k] for k, row in enumerate(confusion)]
 
 
 def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, *, seed: int = 0, weight_decay: float = 1e-3,
@@ -179,13 +182,14 @@ def probe_boundaries(features_dir: str | os.PathLike, annotations: AnnotationSet
     probe = fit_linear_probe(train_x, train_y, seed=seed)
     with torch.no_grad():
         val_logits = probe(val_x.double())  # [N, 3]
-        val_recalls = _recalls(val_logits, val_y)
-        train_recalls = _recalls(probe(train_x.double()), train_y)
+        val_confusion = _confusion(val_logits, val_y)
+        val_recalls = _recalls(val_confusion)
+        train_recalls = _recalls(_confusion(probe(train_x.double()), train_y))
     counts = torch.bincount(val_y, minlength=len(PHASES)).tolist()
     return ProbeResult(boundary_accuracy=val_recalls[BOUNDARY], middle_accuracy=val_recalls[MIDDLE],
                        background_accuracy=val_recalls[BACKGROUND],
                        balanced_accuracy=sum(val_recalls) / len(PHASES),
                        train_balanced_accuracy=sum(train_recalls) / len(PHASES),
                        num_train_snippets=int(train_y.numel()), num_val_snippets=int(val_y.numel()),
-                       val_counts=(counts[0], counts[1], counts[2]), confusion=_confusion(val_logits, val_y),
+                       val_counts=(counts[0], counts[1], counts[2]), confusion=val_confusion,
                        inside_accuracy=_inside_accuracy(val_logits, val_y))

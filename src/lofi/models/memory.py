@@ -238,15 +238,19 @@ class MemoryModel:
         self.probe_heads([num_snippets])
         return self.head_probes[num_snippets]
 
-    def predict(self, *, fidelity: Fidelity, batch_size: int, levers: Levers = Levers(),
-                optimizer: str = "sgd") -> MemoryPrediction:
-        """The predicted peak of one step of ``batch_size`` videos at ``fidelity`` with ``levers``."""
+    def _encoder_fit(self, levers: Levers, optimizer: str) -> EncoderFit:
+        """The encoder fit of ``levers``; a clear error for levers not probed or an unknown optimizer."""
         if levers not in self.encoder_fits:
             raise KeyError(f"levers {levers.name!r} were not probed; fit the model with them "
                            f"(probed: {', '.join(lv.name for lv in self.encoder_fits)})")
         if optimizer not in OPTIMIZER_STATE_COPIES:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}")
-        fit = self.encoder_fits[levers]
+        return self.encoder_fits[levers]
+
+    def predict(self, *, fidelity: Fidelity, batch_size: int, levers: Levers = Levers(),
+                optimizer: str = "sgd") -> MemoryPrediction:
+        """The predicted peak of one step of ``batch_size`` videos at ``fidelity`` with ``levers``."""
+        fit = self._encoder_fit(levers, optimizer)
         size, t, f = fidelity.frame_size_px, fidelity.num_snippets, self.frames_per_snippet
         grad_px = batch_size * grad_snippets(t, levers.partial_share) * f * size ** 2
         all_px = batch_size * t * f * size ** 2
@@ -268,12 +272,7 @@ class MemoryModel:
         terms. Stage 1 has no partial back-prop."""
         if levers.partial_share is not None:
             raise ValueError(f"levers {levers.name!r}: stage 1 back-propagates every snippet (no partial back-prop)")
-        if levers not in self.encoder_fits:
-            raise KeyError(f"levers {levers.name!r} were not probed; fit the model with them "
-                           f"(probed: {', '.join(lv.name for lv in self.encoder_fits)})")
-        if optimizer not in OPTIMIZER_STATE_COPIES:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}")
-        fit = self.encoder_fits[levers]
+        fit = self._encoder_fit(levers, optimizer)
         px = batch_size * fidelity.num_snippets * self.frames_per_snippet * fidelity.frame_size_px ** 2
         trainable = self.trainable_encoder_bytes
         return MemoryPrediction(
