@@ -175,7 +175,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from lofi.train.commands import demo
 
     return demo(out=args.out, videos=args.videos, classes=args.classes, seed=args.seed,
-                overrides=_with_skip_invalid(args), progress=not args.quiet)
+                overrides=_with_skip_invalid(args), progress=not args.quiet, data_only=args.data_only)
 
 
 def _with_skip_invalid(args: argparse.Namespace) -> list[str]:
@@ -627,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                       help="change the synthetic preset, e.g. -o train.optim.epochs=2 (repeatable)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--data-only", action="store_true",
+                      help="generate and check the dataset (OUT/synthetic), train nothing: the data of "
+                           "lofi experiment lofi-table synthetic (docs/results.md)")
     demo.add_argument("--skip-invalid", action="store_true", help=SKIP_INVALID_HELP.replace(
         "skipped.json", "the run folder's skipped.json"))
     demo.set_defaults(func=_cmd_demo)

@@ -511,7 +511,7 @@ def list_presets() -> list[str]:
 
 def _read_yaml(source: str | os.PathLike) -> tuple[dict[str, Any], str]:
     path = Path(source)
-    if not path.exists() and str(source) in list_presets():
+    if not path.is_file() and str(source) in list_presets():  # a folder named like a preset (its data) is no config
         text = resources.files(PRESETS_PACKAGE).joinpath(f"{source}.yaml").read_text(encoding="utf-8")
         origin = f"preset {source!r}"
     elif path.is_file():

@@ -55,6 +55,16 @@ def test_bad_file_is_named(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    """The synthetic preset's data lives in ./synthetic/: that folder is data, not a config file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synthetic").mkdir()
+    assert load_config("synthetic").name == "synthetic"
+    (tmp_path / "synthetic").rmdir()
+    (tmp_path / "synthetic").write_text("name: mine\n")  # a file of that name is the user's config
+    assert load_config("synthetic").name == "mine"
+
+
 def test_a_dotted_override_starts_a_null_optional_section(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("data:\n  windows: null\nfidelity:\n  num_snippets: 64\n")

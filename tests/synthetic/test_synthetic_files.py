@@ -143,6 +143,16 @@ def test_cli_demo_generates_checks_and_runs_the_three_stages(tmp_path, capsys):
         assert (run / name).is_file(), name
 
 
+def test_cli_demo_data_only_generates_and_checks_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--videos", "3", "--classes", "2", "--seed", "5", "-q", "--data-only"]) == 0
+    assert "no problems found" in capsys.readouterr().out
+    made = json.loads((out / "synthetic" / "synthetic.json").read_text())
+    assert made["config"]["layout"] == "discrepancy" and made["config"]["seed"] == 5
+    assert len(list((out / "synthetic" / "videos").glob("*.mp4"))) == 3
+    assert not (out / "runs").exists()
+
+
 def test_cli_demo_refuses_a_dataset_made_with_other_settings(tmp_path, capsys):
     data = tmp_path / "demo" / "synthetic"
     data.mkdir(parents=True)

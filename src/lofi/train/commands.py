@@ -136,8 +136,9 @@ def demo_dataset_config(*, num_videos: int, num_classes: int, seed: int):
 
 
 def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Sequence[str] = (),
-         progress: bool = True) -> int:
-    """Generate the synthetic dataset (once) and run the three stages on it with the ``synthetic`` preset."""
+         progress: bool = True, data_only: bool = False) -> int:
+    """Generate the synthetic dataset (once) and run the three stages on it with the ``synthetic`` preset;
+    ``data_only``: generate and check it, train nothing (the data of ``lofi experiment lofi-table synthetic``)."""
     from lofi.data.check import run_check
     from lofi.data.synthetic import generate_dataset
     from lofi.data.synthetic.generate import GENERATOR_VERSION, generated_with
@@ -163,6 +164,8 @@ def demo(*, out: str | Path, videos: int, classes: int, seed: int, overrides: Se
     print(report.format())
     if not report.ok:
         return 1
+    if data_only:
+        return 0
     config = load_run_config("synthetic", [f"data.annotations={data_dir / 'annotations.json'}",
                                        f"data.videos={data_dir / 'videos'}", f"data.cache_dir={out / 'cache'}",
                                        f"out_dir={out / 'runs'}", f"seed={seed}", *overrides])
